@@ -1,10 +1,23 @@
-"""Layers: criss-cross attention modules, the RCCA head, non-local block, norms."""
+"""Layers: criss-cross attention blocks, the RCCA head, the non-local baseline, norms."""
 
+from ccnet.nn.attention import CrissCrossAttention, CrissCrossAttention3d, NonLocal2d
 from ccnet.nn.norm import (
     FrozenBatchNorm2d,
     convert_sync_batchnorm,
     make_activation,
     make_norm,
 )
+from ccnet.nn.rcca import FCNHead, RCCAHead, RCCAModule
 
-__all__ = ["FrozenBatchNorm2d", "convert_sync_batchnorm", "make_activation", "make_norm"]
+__all__ = [
+    "CrissCrossAttention",
+    "CrissCrossAttention3d",
+    "FCNHead",
+    "FrozenBatchNorm2d",
+    "NonLocal2d",
+    "RCCAHead",
+    "RCCAModule",
+    "convert_sync_batchnorm",
+    "make_activation",
+    "make_norm",
+]

@@ -1,0 +1,125 @@
+"""Criss-cross attention, 2D and 3D, as functional operators.
+
+Every position attends to all positions that differ from it in at most one spatial coordinate:
+its row and its column in 2D (H + W - 1 positions), its T-, H- and W-lines in 3D
+(T + H + W - 2 positions). The position itself is counted exactly once, and one joint softmax
+runs over the whole criss-cross path. Energies are plain dot products (no 1/sqrt(d) scaling),
+as in the paper.
+
+Numerics: energies are computed and normalised in float32 (float64 stays float64), so
+float16/bfloat16 inputs never overflow in the softmax; the attention is cast back to the value
+dtype for the aggregation, a convex combination that cannot leave the value's range. Autocast
+is disabled inside: the op chooses its own precisions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _check_inputs(query: Tensor, key: Tensor, value: Tensor, spatial_dims: int) -> None:
+    ndim = spatial_dims + 2
+    layout = "(B, C, H, W)" if spatial_dims == 2 else "(B, C, T, H, W)"
+    for name, tensor in (("query", query), ("key", key), ("value", value)):
+        if tensor.dim() != ndim:
+            raise ValueError(f"{name} must be {layout}, got shape {tuple(tensor.shape)}")
+        if not tensor.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got {tensor.dtype}")
+    if query.shape != key.shape:
+        raise ValueError(f"query and key shapes differ: {tuple(query.shape)} vs {tuple(key.shape)}")
+    if value.shape[0] != query.shape[0] or value.shape[2:] != query.shape[2:]:
+        raise ValueError(
+            f"value {tuple(value.shape)} must match query {tuple(query.shape)} in batch and spatial size"
+        )
+    if not (query.dtype == key.dtype == value.dtype):
+        raise TypeError(f"query, key and value dtypes differ: {query.dtype}, {key.dtype}, {value.dtype}")
+    if not (query.device == key.device == value.device):
+        raise ValueError(f"query, key and value devices differ: {query.device}, {key.device}, {value.device}")
+
+
+def _energy_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Precision of energies and softmax: at least float32."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _criss_cross(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+    """Criss-cross attention over every spatial axis of ``(B, C, *spatial)`` tensors.
+
+    Works in a channels-last view ``(B, *spatial, C)``. For spatial axis ``a`` the energies form a
+    batched ``(L_a, L_a)`` matrix per line along ``a``; the centre is masked out of every axis but
+    the last so that it is counted once. Energies of all axes are concatenated for one softmax.
+    """
+    spatial = query.shape[2:]
+    axes = range(1, len(spatial) + 1)  # spatial axes in the channels-last view
+    last = len(spatial)
+    energy_dtype = _energy_dtype(query.dtype)
+    q = query.movedim(1, -1).to(energy_dtype)
+    k = key.movedim(1, -1).to(energy_dtype)
+    v = value.movedim(1, -1)
+
+    energies = []
+    for axis in axes:
+        # (..., L, Cq) @ (..., Cq, L): energy[..., i, j] = <q at i, k at j> along this line.
+        energy = q.movedim(axis, -2) @ k.movedim(axis, -2).transpose(-1, -2)
+        if axis != last:
+            # The product's own output, not needed by its backward: safe to edit in place.
+            energy.diagonal(dim1=-2, dim2=-1).fill_(float("-inf"))
+        energies.append(energy.movedim(-2, axis))  # (B, *spatial, L_axis)
+    attention = torch.softmax(torch.cat(energies, dim=-1), dim=-1).to(value.dtype)
+
+    out = None
+    for axis, weights in zip(axes, attention.split(list(spatial), dim=-1)):
+        # (..., L, L) @ (..., L, C): weighted sum of the values on this line.
+        part = (weights.movedim(axis, -2) @ v.movedim(axis, -2)).movedim(-2, axis)
+        out = part if out is None else out + part
+    assert out is not None
+    return out.movedim(-1, 1).contiguous(memory_format=_memory_format_of(value))
+
+
+def _memory_format_of(tensor: Tensor) -> torch.memory_format:
+    """The layout to give the output: channels-last when the input is (and not also contiguous)."""
+    if tensor.is_contiguous():
+        return torch.contiguous_format
+    if tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    if tensor.dim() == 5 and tensor.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+def _without_autocast(fn, *tensors: Tensor) -> Tensor:
+    device_type = tensors[0].device.type
+    if device_type in ("cpu", "cuda", "xpu", "mps") and torch.is_autocast_enabled(device_type):
+        with torch.autocast(device_type=device_type, enabled=False):
+            return fn(*tensors)
+    return fn(*tensors)
+
+
+def criss_cross_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+    """Aggregate ``value`` over each pixel's criss-cross path (its row and column).
+
+    Args:
+        query: ``(B, Cq, H, W)``.
+        key: ``(B, Cq, H, W)``.
+        value: ``(B, C, H, W)``.
+
+    Returns:
+        ``(B, C, H, W)``: for every pixel, the softmax-weighted sum of the values on its row and
+        column (H + W - 1 positions, the pixel itself once), weights from ``query . key``. No
+        ``gamma`` and no residual: those belong to :class:`ccnet.nn.CrissCrossAttention`.
+        Same dtype as the inputs; channels-last when ``value`` is.
+    """
+    _check_inputs(query, key, value, spatial_dims=2)
+    return _without_autocast(_criss_cross, query, key, value)
+
+
+def criss_cross_attention_3d(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+    """Criss-cross attention for video or volumes: ``(B, C, T, H, W)`` tensors.
+
+    Each voxel attends to the voxels on its T-, H- and W-lines, itself counted exactly once
+    (T + H + W - 2 positions, one joint softmax). Note that the widely copied pure-PyTorch 3D
+    implementation counts the centre twice (once on two of its lines); this one does not.
+    """
+    _check_inputs(query, key, value, spatial_dims=3)
+    return _without_autocast(_criss_cross, query, key, value)
