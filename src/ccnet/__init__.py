@@ -1,3 +1,27 @@
-"""ccnet-pytorch: CCNet (criss-cross attention for semantic segmentation) in PyTorch."""
+"""ccnet-pytorch: CCNet (criss-cross attention for semantic segmentation) in PyTorch.
+
+Subpackages: :mod:`ccnet.ops` (functional operators), :mod:`ccnet.nn` (layers),
+:mod:`ccnet.models` (backbones, CCNet, presets), :mod:`ccnet.losses`.
+"""
+
+from ccnet import losses, models, nn, ops
+from ccnet.models import CCNet, create_model
+from ccnet.nn import CrissCrossAttention, CrissCrossAttention3d, RCCAHead
+from ccnet.ops import criss_cross_attention, criss_cross_attention_3d
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "CCNet",
+    "CrissCrossAttention",
+    "CrissCrossAttention3d",
+    "RCCAHead",
+    "__version__",
+    "create_model",
+    "criss_cross_attention",
+    "criss_cross_attention_3d",
+    "losses",
+    "models",
+    "nn",
+    "ops",
+]

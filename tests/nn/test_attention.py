@@ -88,7 +88,7 @@ def test_3d_receptive_field_grows_line_plane_volume():
     shape, centre = (4, 5, 6), (1, 2, 3)
     x = torch.randn(1, 8, *shape, dtype=torch.float64)
     grids = torch.meshgrid(*(torch.arange(n) for n in shape), indexing="ij")
-    differing = sum((g != c).long() for g, c in zip(grids, centre))
+    differing = sum((g != c).long() for g, c in zip(grids, centre, strict=False))
     for loops in (1, 2, 3):
         seen = _dependence(block, x, loops, centre)
         assert torch.equal(seen, differing <= loops), loops

@@ -69,7 +69,7 @@ def _criss_cross(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
     attention = torch.softmax(torch.cat(energies, dim=-1), dim=-1).to(value.dtype)
 
     out = None
-    for axis, weights in zip(axes, attention.split(list(spatial), dim=-1)):
+    for axis, weights in zip(axes, attention.split(list(spatial), dim=-1), strict=False):
         # (..., L, L) @ (..., L, C): weighted sum of the values on this line.
         part = (weights.movedim(axis, -2) @ v.movedim(axis, -2)).movedim(-2, axis)
         out = part if out is None else out + part
