@@ -65,7 +65,7 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out)) * 1.001
+        out = self.bn2(self.conv2(out))
         return self.relu(out + identity)
 
 
