@@ -46,34 +46,39 @@ def _energy_dtype(dtype: torch.dtype) -> torch.dtype:
 def _criss_cross(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
     """Criss-cross attention over every spatial axis of ``(B, C, *spatial)`` tensors.
 
-    Works in a channels-last view ``(B, *spatial, C)``. For spatial axis ``a`` the energies form a
-    batched ``(L_a, L_a)`` matrix per line along ``a``; the centre is masked out of every axis but
-    the last so that it is counted once. Energies of all axes are concatenated for one softmax.
+    Works in the channels-last view ``(B, *spatial, C)``. For spatial axis ``a`` every line along
+    ``a`` is one batched ``(L_a, L_a)`` energy matrix; the centre is masked out of every axis but
+    the last so that it is counted once. The energies of all axes are concatenated for one joint
+    softmax. Each batched matmul gets line-major contiguous operands: strided ones make CPU
+    ``bmm`` (and its backward) fall back to copying matrix by matrix.
     """
     spatial = query.shape[2:]
-    axes = range(1, len(spatial) + 1)  # spatial axes in the channels-last view
     last = len(spatial)
     energy_dtype = _energy_dtype(query.dtype)
     q = query.movedim(1, -1).to(energy_dtype)
     k = key.movedim(1, -1).to(energy_dtype)
     v = value.movedim(1, -1)
 
+    def lines(x: Tensor, axis: int) -> Tensor:
+        """``(..., L_axis, C)``: the lines along ``axis`` as contiguous matrices."""
+        return x.movedim(axis, -2).contiguous()
+
     energies = []
-    for axis in axes:
-        # (..., L, Cq) @ (..., Cq, L): energy[..., i, j] = <q at i, k at j> along this line.
-        energy = q.movedim(axis, -2) @ k.movedim(axis, -2).transpose(-1, -2)
+    for axis in range(1, last + 1):
+        # energy[..., i, j] = <q at i, k at j> on each line along this axis.
+        energy = lines(q, axis) @ lines(k, axis).transpose(-1, -2)
         if axis != last:
             # The product's own output, not needed by its backward: safe to edit in place.
             energy.diagonal(dim1=-2, dim2=-1).fill_(float("-inf"))
         energies.append(energy.movedim(-2, axis))  # (B, *spatial, L_axis)
     attention = torch.softmax(torch.cat(energies, dim=-1), dim=-1).to(value.dtype)
 
-    out = None
-    for axis, weights in zip(axes, attention.split(list(spatial), dim=-1), strict=False):
-        # (..., L, L) @ (..., L, C): weighted sum of the values on this line.
-        part = (weights.movedim(axis, -2) @ v.movedim(axis, -2)).movedim(-2, axis)
-        out = part if out is None else out + part
-    assert out is not None
+    weights = attention.split(list(spatial), dim=-1)
+    # The last axis needs no copies: its lines are rows of the channels-last layout.
+    out = weights[-1] @ v.contiguous()
+    for axis in range(1, last):
+        part = lines(weights[axis - 1], axis) @ lines(v, axis)  # (..., L_axis, C)
+        out = out + part.movedim(-2, axis)
     return out.movedim(-1, 1).contiguous(memory_format=_memory_format_of(value))
 
 
