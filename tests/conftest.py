@@ -8,7 +8,9 @@ settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Under pytest-xdist every worker is a process of its own: one intra-op thread each avoids
+# oversubscribing the cores (and OpenMP spin-waits on a busy machine).
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
