@@ -134,3 +134,36 @@ def test_bad_arguments_raise():
         CCNet(0, backbone="resnet18")
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         CCNet(3, backbone="resnet18", head_channels=16)(torch.randn(3, 32, 32))
+
+
+def test_tiny_inputs_down_to_one_feature_pixel():
+    model = CCNet(3, backbone="resnet18", head_channels=16).eval()
+    with torch.no_grad():
+        for size in [(8, 8), (1, 1), (9, 40)]:
+            assert model(torch.randn(1, 3, *size))["out"].shape == (1, 3, *size)
+
+
+def test_channels_last_model_matches_contiguous():
+    torch.manual_seed(0)
+    model = CCNet(4, backbone="resnet18", head_channels=16).eval()
+    with torch.no_grad():
+        model.head.cca.gamma.fill_(0.5)
+        x = torch.randn(2, 3, 45, 61)
+        expected = model(x)["out"]
+        model = model.to(memory_format=torch.channels_last)
+        out = model(x.contiguous(memory_format=torch.channels_last))["out"]
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_bfloat16_autocast_training_step_is_finite():
+    torch.manual_seed(0)
+    model = CCNet(4, backbone="resnet18", head_channels=16, consistency=True).train()
+    with torch.no_grad():
+        model.head.cca.gamma.fill_(0.5)
+    criterion = SegmentationCriterion(consistency=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model(torch.randn(2, 3, 33, 47))
+        loss, _ = criterion(outputs, torch.randint(0, 4, (2, 33, 47)))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -2,20 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
 from ccnet.ops import criss_cross_attention, criss_cross_attention_3d, non_local_attention
 
 
-def _reduced_channels(in_channels: int, reduction: int) -> int:
-    if in_channels < 1 or reduction < 1:
-        raise ValueError(f"in_channels and reduction must be positive, got {in_channels} and {reduction}")
-    return max(in_channels // reduction, 1)
+class _ResidualAttention(nn.Module):
+    """``gamma * attend(q(x), k(x), v(x)) + x`` with 1x1 q/k/v convs and ``gamma`` starting at 0.
+
+    Subclasses choose the conv type (2D or 3D) and the attention operator.
+    """
+
+    conv: ClassVar[type[nn.Module]] = nn.Conv2d
+    attend: ClassVar[Callable[[Tensor, Tensor, Tensor], Tensor]]
+
+    def __init__(self, in_channels: int, reduction: int = 8) -> None:
+        super().__init__()
+        if in_channels < 1 or reduction < 1:
+            raise ValueError(f"in_channels and reduction must be positive, got {in_channels} and {reduction}")
+        qk_channels = max(in_channels // reduction, 1)
+        self.in_channels = in_channels
+        self.query_conv = self.conv(in_channels, qk_channels, kernel_size=1)
+        self.key_conv = self.conv(in_channels, qk_channels, kernel_size=1)
+        self.value_conv = self.conv(in_channels, in_channels, kernel_size=1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        ndim = self.query_conv.weight.dim()
+        if x.dim() != ndim or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__}({self.in_channels}) expects {ndim}D input with {self.in_channels} "
+                f"channels, got shape {tuple(x.shape)}"
+            )
+        out = type(self).attend(self.query_conv(x), self.key_conv(x), self.value_conv(x))
+        return self.gamma * out + x
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.in_channels}"
 
 
-class CrissCrossAttention(nn.Module):
-    """Criss-cross attention block: ``gamma * CCA(q(x), k(x), v(x)) + x``.
+class CrissCrossAttention(_ResidualAttention):
+    """Criss-cross attention block: ``gamma * CCA(q(x), k(x), v(x)) + x`` on ``(B, C, H, W)``.
 
     Query and key are 1x1 convs to ``in_channels // reduction`` channels, value a 1x1 conv to
     ``in_channels``; ``gamma`` starts at 0 so the block starts as the identity. Parameter names
@@ -23,51 +54,19 @@ class CrissCrossAttention(nn.Module):
     implementation, so its state dicts load 1:1.
     """
 
-    def __init__(self, in_channels: int, reduction: int = 8) -> None:
-        super().__init__()
-        qk_channels = _reduced_channels(in_channels, reduction)
-        self.in_channels = in_channels
-        self.query_conv = nn.Conv2d(in_channels, qk_channels, kernel_size=1)
-        self.key_conv = nn.Conv2d(in_channels, qk_channels, kernel_size=1)
-        self.value_conv = nn.Conv2d(in_channels, in_channels, kernel_size=1)
-        self.gamma = nn.Parameter(torch.zeros(1))
-
-    def attend(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-        return criss_cross_attention(query, key, value)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != self.query_conv.weight.dim() or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"{type(self).__name__}({self.in_channels}) expects {self.query_conv.weight.dim()}D input "
-                f"with {self.in_channels} channels, got shape {tuple(x.shape)}"
-            )
-        out = self.attend(self.query_conv(x), self.key_conv(x), self.value_conv(x))
-        return self.gamma * out + x
-
-    def extra_repr(self) -> str:
-        return f"in_channels={self.in_channels}"
+    attend = staticmethod(criss_cross_attention)
 
 
-class CrissCrossAttention3d(CrissCrossAttention):
+class CrissCrossAttention3d(_ResidualAttention):
     """Criss-cross attention over ``(B, C, T, H, W)`` video features: each voxel sees its T-, H-
     and W-lines (itself once). Same parameter names as the 2D block, with 1x1x1 convs."""
 
-    def __init__(self, in_channels: int, reduction: int = 8) -> None:
-        nn.Module.__init__(self)
-        qk_channels = _reduced_channels(in_channels, reduction)
-        self.in_channels = in_channels
-        self.query_conv = nn.Conv3d(in_channels, qk_channels, kernel_size=1)
-        self.key_conv = nn.Conv3d(in_channels, qk_channels, kernel_size=1)
-        self.value_conv = nn.Conv3d(in_channels, in_channels, kernel_size=1)
-        self.gamma = nn.Parameter(torch.zeros(1))
-
-    def attend(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-        return criss_cross_attention_3d(query, key, value)
+    conv = nn.Conv3d
+    attend = staticmethod(criss_cross_attention_3d)
 
 
-class NonLocal2d(CrissCrossAttention):
+class NonLocal2d(_ResidualAttention):
     """Non-local block (embedded Gaussian) with the same q/k/v shapes as the criss-cross block:
     every pixel attends to all H*W pixels. The baseline of the paper's cost comparison."""
 
-    def attend(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-        return non_local_attention(query, key, value)
+    attend = staticmethod(non_local_attention)
