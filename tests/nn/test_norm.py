@@ -4,6 +4,7 @@ from torch import nn
 
 from ccnet.nn import FrozenBatchNorm2d, convert_sync_batchnorm, make_activation, make_norm
 from ccnet.nn.norm import BatchNormAct2d, GroupNormAct, SyncBatchNormAct2d
+from ccnet.nn.sync_batchnorm import SyncBatchNorm
 
 
 @pytest.mark.parametrize("kind", ["bn", "syncbn", "gn", "frozenbn"])
@@ -45,7 +46,7 @@ def test_convert_sync_batchnorm_keeps_fused_activation():
     model[1].running_mean.fill_(0.3)
     converted = convert_sync_batchnorm(model)
     assert isinstance(converted[1], SyncBatchNormAct2d) and isinstance(converted[1].act, nn.LeakyReLU)
-    assert type(converted[2]) is nn.SyncBatchNorm
+    assert type(converted[2]) is SyncBatchNorm
     assert isinstance(converted[3], FrozenBatchNorm2d)
     assert torch.equal(converted[1].running_mean, torch.full((4,), 0.3))
     assert not isinstance(converted[1], BatchNormAct2d) or isinstance(converted[1], nn.SyncBatchNorm)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ccnet.nn.sync_batchnorm import SyncBatchNorm
+
 NORMS = ("bn", "syncbn", "gn", "frozenbn")
 ACTIVATIONS = ("relu", "leaky_relu", "identity")
 
@@ -62,7 +64,7 @@ class BatchNormAct2d(_ActMixin, nn.BatchNorm2d):
         self._set_act(act)
 
 
-class SyncBatchNormAct2d(_ActMixin, nn.SyncBatchNorm):
+class SyncBatchNormAct2d(_ActMixin, SyncBatchNorm):
     def __init__(self, num_features: int, act: str = "relu", **kwargs: Any) -> None:
         super().__init__(num_features, **kwargs)
         self._set_act(act)
@@ -91,7 +93,8 @@ def _num_groups(channels: int, preferred: int = 32) -> int:
 def make_norm(kind: str, channels: int, act: str | None = None) -> nn.Module:
     """Norm layer by name, optionally fused with an activation.
 
-    ``kind``: ``bn`` (BatchNorm2d), ``syncbn`` (SyncBatchNorm, for multi-GPU training), ``gn``
+    ``kind``: ``bn`` (BatchNorm2d), ``syncbn`` (:class:`SyncBatchNorm`, for multi-process training on
+    GPUs or CPUs), ``gn``
     (GroupNorm, 32 groups or the largest divisor below) or ``frozenbn`` (fixed statistics).
     ``act``: ``None`` for the plain norm, else an activation name applied after it.
     """
@@ -101,7 +104,7 @@ def make_norm(kind: str, channels: int, act: str | None = None) -> nn.Module:
         if kind == "bn":
             return nn.BatchNorm2d(channels)
         if kind == "syncbn":
-            return nn.SyncBatchNorm(channels)
+            return SyncBatchNorm(channels)
         if kind == "frozenbn":
             return FrozenBatchNorm2d(channels)
         return nn.GroupNorm(_num_groups(channels), channels)
@@ -118,7 +121,8 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
     """Replace every BatchNorm (plain or fused with an activation) by its SyncBatchNorm twin.
 
     ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` would drop the fused activation of the head
-    norms; this keeps it. Frozen norms are left alone. Returns the (possibly new) root module.
+    norms and give a layer that refuses CPU tensors; this keeps the activation and uses
+    :class:`SyncBatchNorm`. Frozen norms are left alone. Returns the (possibly new) root module.
     """
     if isinstance(module, FrozenBatchNorm2d) or isinstance(module, nn.SyncBatchNorm):
         return module
@@ -129,7 +133,7 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
                                            affine=module.affine, track_running_stats=module.track_running_stats)
             converted.act = module.act
         else:
-            converted = nn.SyncBatchNorm(module.num_features, eps=module.eps, momentum=module.momentum,
+            converted = SyncBatchNorm(module.num_features, eps=module.eps, momentum=module.momentum,
                                          affine=module.affine, track_running_stats=module.track_running_stats)
         converted.load_state_dict(module.state_dict())
         converted.train(module.training)

@@ -1,0 +1,228 @@
+"""Typed training/evaluation configuration: YAML files plus ``key.sub=value`` overrides.
+
+The defaults are the embedded main job (CCNet on the built-in synthetic dataset, CPU-sized);
+``configs/*.yaml`` reproduce published settings. Unknown keys and wrong types are rejected with
+a message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed; the message names the key or file."""
+
+
+@dataclass
+class ModelConfig:
+    """Arguments of :class:`ccnet.models.CCNet` (``num_classes`` comes from the dataset)."""
+
+    backbone: str = "resnet18"
+    recurrence: int = 2
+    output_stride: int = 8
+    stem: str = "deep"
+    stem_widths: list[int] = field(default_factory=lambda: [64, 64, 128])
+    ceil_mode: bool = True
+    dilation_schedule: str = "full"
+    multi_grid: list[int] | None = None
+    norm: str = "bn"  # "bn" becomes SyncBatchNorm under multi-process training
+    backbone_act: str = "relu"
+    head_act: str = "leaky_relu"
+    head_channels: int = 128
+    reduction: int = 8
+    dropout: float = 0.1
+    aux: bool = True
+    aux_channels: int = 64
+    aux_bias: bool = True
+    embedding_channels: int = 16
+    align_corners: bool = True
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"  # cityscapes, ade20k, lip, camvid, voc, folder, synthetic
+    root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    crop_size: list[int] = field(default_factory=lambda: [96, 96])  # (h, w) training crop
+    scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    flip: bool = True
+    photometric: bool = True
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    batch_size: int = 8  # per process
+    workers: int = 2
+    max_val_samples: int | None = None  # evaluate on the first N validation samples only
+    synthetic_size: list[int] = field(default_factory=lambda: [96, 96])  # (h, w) of synthetic scenes
+    synthetic_val_samples: int = 64
+
+
+@dataclass
+class LossConfig:
+    aux_weight: float = 0.4
+    ohem: bool = False
+    ohem_thresh: float = 0.7
+    ohem_min_kept: int = 100_000
+    consistency: bool = False  # TPAMI category consistent loss (adds the embedding branch)
+    consistency_delta_v: float = 0.5
+    consistency_delta_d: float = 1.5
+    consistency_alpha: float = 1.0
+    consistency_beta: float = 1.0
+    consistency_gamma: float = 0.001
+    consistency_variant: str = "piecewise"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    power: float = 0.9  # poly decay: lr * (1 - it / iterations) ** power
+    iterations: int = 600
+    warmup_iters: int = 0
+    warmup_ratio: float = 0.1  # lr factor at iteration 0 of the linear warm-up
+    min_lr: float = 0.0
+
+
+@dataclass
+class EvalConfig:
+    mode: str = "whole"  # whole | slide
+    crop_size: list[int] | None = None  # slide: tile (h, w)
+    stride: list[int] | None = None  # slide: tile stride (h, w)
+    scales: list[float] = field(default_factory=lambda: [1.0])
+    flip: bool = False
+    interval: int = 0  # evaluate every N iterations during training (0: only at the end)
+
+
+@dataclass
+class Config:
+    name: str = "synthetic"
+    output_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "auto"  # auto (float16 on CUDA, off on CPU) | off | bf16 | fp16
+    channels_last: bool = False
+    log_interval: int = 20
+    checkpoint_interval: int = 200
+    num_visualizations: int = 4
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+    elif origin is list:
+        if isinstance(value, (list, tuple)):
+            (item,) = typing.get_args(tp)
+            return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    elif tp is type(None):
+        if value is None:
+            return None
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"config key {key!r} expects {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+
+def _apply(target: Any, values: dict[str, Any], prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(target))
+    names = {f.name for f in dataclasses.fields(target)}
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if name not in names:
+            raise ConfigError(f"unknown config key {key!r}; valid keys here: {', '.join(sorted(names))}")
+        current = getattr(target, name)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {key!r} is a section; expected a mapping, got {value!r}")
+            _apply(current, value, prefix=f"{key}.")
+        else:
+            setattr(target, name, _coerce(value, hints[name], key))
+
+
+def _parse_override(text: str) -> dict[str, Any]:
+    """``a.b.c=value`` -> ``{"a": {"b": {"c": value}}}``; the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {key!r}: cannot parse value {raw!r}: {error}") from None
+    nested: dict[str, Any] = {}
+    node = nested
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return nested
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the YAML file at ``path`` (if any), then ``key.sub=value`` overrides."""
+    config = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: invalid YAML: {str(error).splitlines()[0]}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        try:
+            _apply(config, values)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
+    for override in overrides:
+        _apply(config, _parse_override(override))
+    return config
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Rebuild a :class:`Config` from :meth:`Config.to_dict` output (e.g. stored in a checkpoint)."""
+    config = Config()
+    _apply(config, values)
+    return config
