@@ -1,0 +1,132 @@
+"""Build datasets, model, criterion and inference settings from a :class:`ccnet.config.Config`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from torch.utils.data import Subset
+
+from ccnet.config import Config, ConfigError
+from ccnet.data.info import DatasetInfo
+from ccnet.losses import SegmentationCriterion
+from ccnet.models import CCNet
+
+
+class DatasetHead(Subset):
+    """The first ``n`` samples of a dataset, keeping its ``info``, ``samples`` and ``load``."""
+
+    def __init__(self, dataset: Any, n: int) -> None:
+        super().__init__(dataset, range(min(n, len(dataset))))
+        self.info: DatasetInfo = dataset.info
+
+    @property
+    def samples(self) -> list[Any]:
+        return [self.dataset.samples[i] for i in self.indices]
+
+    def load(self, index: int) -> Any:
+        return self.dataset.load(self.indices[index])
+
+
+def build_dataset(config: Config, split: str) -> Any:
+    """The dataset of ``config.data`` for ``split`` (train transforms are added by the trainer)."""
+    data = config.data
+    if data.dataset == "synthetic":
+        from ccnet.data.synthetic import SyntheticContextDataset
+
+        num_samples = None if split == data.train_split else data.synthetic_val_samples
+        return SyntheticContextDataset(
+            "train" if split == data.train_split else "val",
+            num_samples=num_samples,
+            size=tuple(data.synthetic_size),
+            seed=config.seed,
+        )
+    from ccnet.data import DATASETS
+    from ccnet.data import build_dataset as build_named
+
+    if data.dataset not in DATASETS:
+        raise ConfigError(
+            f"config key 'data.dataset': unknown dataset {data.dataset!r}; "
+            f"expected one of {', '.join([*DATASETS, 'synthetic'])}"
+        )
+    if not data.root:
+        raise ConfigError(f"config key 'data.root' is required for dataset {data.dataset!r}")
+    return build_named(data.dataset, data.root, split)
+
+
+def build_train_dataset(config: Config) -> Any:
+    """Training set with the paper's augmentation (scale, crop, flip with label swap, photometric).
+
+    The synthetic dataset draws a fresh scene for every index, so it is used as rendered: its
+    meaning is in exact colours and positions that photometric or geometric jitter would blur.
+    """
+    dataset = build_dataset(config, config.data.train_split)
+    if config.data.dataset != "synthetic":
+        from ccnet.data.transforms import build_train_transform
+
+        data = config.data
+        dataset.transform = build_train_transform(
+            tuple(data.crop_size),
+            scale_range=tuple(data.scale_range),
+            flip=data.flip,
+            flip_lut=dataset.info.flip_lut() if dataset.info.flip_pairs else None,
+            photometric=data.photometric,
+            mean=tuple(data.mean),
+            std=tuple(data.std),
+            ignore_index=dataset.info.ignore_index,
+        )
+    return dataset
+
+
+def build_val_dataset(config: Config, split: str | None = None) -> Any:
+    dataset = build_dataset(config, split or config.data.val_split)
+    if config.data.dataset != "synthetic":
+        from ccnet.data.transforms import build_eval_transform
+
+        dataset.transform = build_eval_transform(mean=tuple(config.data.mean), std=tuple(config.data.std))
+    if config.data.max_val_samples is not None:
+        dataset = DatasetHead(dataset, config.data.max_val_samples)
+    return dataset
+
+
+def build_model(config: Config, num_classes: int) -> CCNet:
+    return CCNet(num_classes, consistency=config.loss.consistency, **dataclasses.asdict(config.model))
+
+
+def build_criterion(config: Config, ignore_index: int = 255) -> SegmentationCriterion:
+    loss = config.loss
+    return SegmentationCriterion(
+        aux_weight=loss.aux_weight if config.model.aux else 0.0,
+        ohem=loss.ohem,
+        ohem_thresh=loss.ohem_thresh,
+        ohem_min_kept=loss.ohem_min_kept,
+        consistency=loss.consistency,
+        consistency_kwargs=dict(
+            delta_v=loss.consistency_delta_v,
+            delta_d=loss.consistency_delta_d,
+            alpha=loss.consistency_alpha,
+            beta=loss.consistency_beta,
+            gamma=loss.consistency_gamma,
+            variant=loss.consistency_variant,
+        ),
+        ignore_index=ignore_index,
+        align_corners=config.model.align_corners,
+    )
+
+
+def infer_kwargs(config: Config, info: DatasetInfo) -> dict[str, Any]:
+    """Keyword arguments of :func:`ccnet.engine.inference.infer` for ``config.eval``."""
+    ev = config.eval
+    if ev.mode not in ("whole", "slide"):
+        raise ConfigError(f"config key 'eval.mode' must be 'whole' or 'slide', got {ev.mode!r}")
+    if ev.mode == "slide" and not ev.crop_size:
+        raise ConfigError("config key 'eval.crop_size' is required when eval.mode is 'slide'")
+    return dict(
+        mode=ev.mode,
+        crop_size=tuple(ev.crop_size) if ev.crop_size else None,
+        stride=tuple(ev.stride) if ev.stride else None,
+        scales=tuple(ev.scales),
+        flip=ev.flip,
+        flip_lut=info.flip_lut() if ev.flip and info.flip_pairs else None,
+        align_corners=config.model.align_corners,
+    )

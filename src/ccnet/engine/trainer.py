@@ -1,0 +1,374 @@
+"""Iteration-based training: SGD + poly LR, main + aux (+ OHEM, + consistency) loss, mixed
+precision, DDP via ``torchrun``, atomic checkpoints with exact resume, progress bar, JSON-lines
+and TensorBoard logs, evaluation and a few prediction images at the end."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from PIL import Image
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ccnet.config import Config, ConfigError, config_from_dict
+from ccnet.data.info import DatasetInfo
+from ccnet.engine.build import build_criterion, build_model, build_train_dataset, build_val_dataset, infer_kwargs
+from ccnet.engine.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from ccnet.engine.distributed import DistContext, all_reduce_mean, barrier, init_distributed
+from ccnet.engine.evaluate import evaluate
+from ccnet.engine.inference import infer
+from ccnet.engine.metrics import SegmentationMetrics
+from ccnet.engine.sampling import SeededDataset, TrainSampler
+from ccnet.nn import convert_sync_batchnorm
+
+
+def poly_lr_factor(iteration: int, config: Config) -> float:
+    """LR multiplier: linear warm-up, then ``(1 - it / iterations) ** power`` down to ``min_lr``."""
+    optim = config.optim
+    progress = min(iteration / max(optim.iterations, 1), 1.0)
+    base = optim.lr
+    factor = ((base - optim.min_lr) * (1 - progress) ** optim.power + optim.min_lr) / base
+    if iteration < optim.warmup_iters:
+        factor *= optim.warmup_ratio + (1 - optim.warmup_ratio) * iteration / optim.warmup_iters
+    return factor
+
+
+def info_to_dict(info: DatasetInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "class_names": list(info.class_names),
+        "palette": [list(c) for c in info.palette],
+        "ignore_index": info.ignore_index,
+        "flip_pairs": [list(p) for p in info.flip_pairs],
+    }
+
+
+def info_from_dict(values: dict[str, Any]) -> DatasetInfo:
+    return DatasetInfo(
+        values["name"],
+        tuple(values["class_names"]),
+        tuple(tuple(c) for c in values["palette"]),
+        values["ignore_index"],
+        tuple(tuple(p) for p in values["flip_pairs"]),
+    )
+
+
+def check_compatible(checkpoint: dict[str, Any], config: Config, path: str | Path) -> None:
+    """A checkpoint can only continue (or be evaluated as) the model it was trained as."""
+    stored = config_from_dict(checkpoint["config"]) if "config" in checkpoint else None
+    if stored is None:
+        return
+    for section in ("model",):
+        theirs, ours = getattr(stored, section).__dict__, getattr(config, section).__dict__
+        for key in ours:
+            if theirs[key] != ours[key]:
+                raise ConfigError(
+                    f"{path}: checkpoint was trained with {section}.{key}={theirs[key]!r} "
+                    f"but the config has {ours[key]!r}"
+                )
+    if stored.loss.consistency != config.loss.consistency:
+        raise ConfigError(f"{path}: checkpoint has loss.consistency={stored.loss.consistency}, config differs")
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    iteration: int
+    metrics: SegmentationMetrics | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains ``config`` into ``output_dir`` (a fresh ``runs/<name>-<time>`` when not given).
+
+    ``resume``: a checkpoint path, or ``"auto"`` for ``output_dir/checkpoints/latest.pt`` when it
+    exists. ``stop_after``: stop (with a checkpoint) after that iteration, as if interrupted.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        output_dir: str | Path | None = None,
+        resume: str | Path | None = None,
+        stop_after: int | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.config = config
+        self.ctx: DistContext = init_distributed(config.device)
+        self.output_dir = self._resolve_output_dir(output_dir)
+        self.resume = resume
+        self.stop_after = stop_after
+        self.progress = progress and self.ctx.is_main
+        self.checkpoint_path = self.output_dir / "checkpoints" / "latest.pt"
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _resolve_output_dir(self, output_dir: str | Path | None) -> Path:
+        if output_dir is None:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            name = [f"{self.config.name}-{stamp}"]
+            if self.ctx.distributed:
+                dist.broadcast_object_list(name, src=0)
+            output_dir = Path(self.config.output_dir) / name[0]
+        return Path(output_dir)
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        amp = self.config.amp
+        if amp not in ("auto", "off", "bf16", "fp16"):
+            raise ConfigError(f"config key 'amp' must be auto, off, bf16 or fp16, got {amp!r}")
+        if amp == "auto":
+            return torch.float16 if self.ctx.device.type == "cuda" else None
+        return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+    def _build(self) -> None:
+        config, ctx = self.config, self.ctx
+        self.train_set = build_train_dataset(config)
+        self.val_set = build_val_dataset(config)
+        self.info: DatasetInfo = self.train_set.info
+        torch.manual_seed(config.seed + ctx.rank)
+        np.random.seed((config.seed + ctx.rank) % 2**32)  # noqa: NPY002
+        model: nn.Module = build_model(config, self.info.num_classes)
+        if ctx.distributed and config.model.norm == "bn":
+            model = convert_sync_batchnorm(model)
+        model = model.to(ctx.device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.ddp = (
+            DistributedDataParallel(
+                model,
+                device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+                find_unused_parameters=config.model.recurrence == 0,  # the attention is skipped
+            )
+            if ctx.distributed
+            else model
+        )
+        self.criterion = build_criterion(config, self.info.ignore_index)
+        optim = config.optim
+        self.optimizer = torch.optim.SGD(
+            [p for p in model.parameters() if p.requires_grad],
+            lr=optim.lr,
+            momentum=optim.momentum,
+            weight_decay=optim.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: poly_lr_factor(it, config))
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp_dtype == torch.float16)
+        self.start_iter = 0
+        self.history: list[dict[str, Any]] = []
+
+    def _restore(self) -> None:
+        path = self.resume
+        if path == "auto":
+            if not self.checkpoint_path.is_file():
+                return
+            path = self.checkpoint_path
+        if path is None:
+            return
+        checkpoint = load_checkpoint(path, map_location=self.ctx.device)
+        check_compatible(checkpoint, self.config, path)
+        for key in ("optimizer", "scheduler", "scaler", "iteration", "rng"):
+            if key not in checkpoint:
+                raise ValueError(f"{path}: not a training checkpoint (no {key!r} entry); cannot resume from it")
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.start_iter = int(checkpoint["iteration"])
+        states = checkpoint["rng"]
+        set_rng_state(states[self.ctx.rank] if self.ctx.rank < len(states) else states[0])
+        self.history = list(checkpoint.get("history", []))
+
+    def _loader(self) -> DataLoader:
+        batch = self.config.data.batch_size
+        sampler = TrainSampler(
+            len(self.train_set),
+            seed=self.config.seed,
+            rank=self.ctx.rank,
+            world_size=self.ctx.world_size,
+            start=self.start_iter * batch,
+        )
+        workers = self.config.data.workers
+        return DataLoader(
+            SeededDataset(self.train_set),
+            batch_size=batch,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=self.ctx.device.type == "cuda",
+            drop_last=True,
+            persistent_workers=workers > 0,
+            generator=torch.Generator(),  # keep the global RNG untouched by the loader
+        )
+
+    # -- checkpoints and logs -------------------------------------------------------------------
+    def _save_checkpoint(self, iteration: int) -> None:
+        states = [rng_state()]
+        if self.ctx.distributed:
+            gathered: list[Any] = [None] * self.ctx.world_size
+            dist.all_gather_object(gathered, states[0])
+            states = gathered
+        if self.ctx.is_main:
+            atomic_save(
+                {
+                    "format": 1,
+                    "iteration": iteration,
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "rng": states,
+                    "config": self.config.to_dict(),
+                    "info": info_to_dict(self.info),
+                    "history": self.history,
+                },
+                self.checkpoint_path,
+            )
+        barrier()
+
+    def _log(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        if not self.ctx.is_main:
+            return
+        with open(self.output_dir / "log.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            prefix = "val" if record.get("type") == "eval" else "train"
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("iteration",):
+                    self.writer.add_scalar(f"{prefix}/{key}", value, record["iteration"])
+
+    def _open_writer(self) -> None:
+        self.writer = None
+        if self.ctx.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        self._build()
+        self._restore()
+        self._open_writer()
+        config, ctx = self.config, self.ctx
+        end = config.optim.iterations if self.stop_after is None else min(self.stop_after, config.optim.iterations)
+        if ctx.is_main:
+            params = sum(p.numel() for p in self.model.parameters()) / 1e6
+            tqdm.write(
+                f"training {config.name}: {config.model.backbone} R={config.model.recurrence}, {params:.1f}M params, "
+                f"{self.info.name} ({self.info.num_classes} classes), {config.optim.iterations} iterations, "
+                f"batch {config.data.batch_size} x {ctx.world_size} on {ctx.device} -> {self.output_dir}"
+            )
+        bar = tqdm(total=config.optim.iterations, initial=self.start_iter, disable=not self.progress,
+                   desc="train", dynamic_ncols=True, unit="it")
+        self.ddp.train()
+        data_iter = iter(self._loader()) if self.start_iter < end else iter(())
+        window_start, data_time = time.perf_counter(), 0.0
+        for iteration in range(self.start_iter + 1, end + 1):
+            fetch_start = time.perf_counter()
+            batch = next(data_iter)
+            data_time += time.perf_counter() - fetch_start
+            logs = self._step(batch, iteration)
+            bar.update(1)
+            if iteration % config.log_interval == 0 or iteration == end:
+                logs = {k: v.item() for k, v in all_reduce_mean(logs).items()}
+                elapsed = time.perf_counter() - window_start
+                steps = config.log_interval if iteration % config.log_interval == 0 else iteration % config.log_interval
+                record = {"iteration": iteration, "lr": self.optimizer.param_groups[0]["lr"], **logs,
+                          "time_per_iter": elapsed / steps, "data_time": data_time / steps}
+                self._log(record)
+                bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{record['lr']:.2e}")
+                window_start, data_time = time.perf_counter(), 0.0
+            if config.eval.interval and iteration % config.eval.interval == 0 and iteration < config.optim.iterations:
+                self._evaluate(iteration)
+                self.ddp.train()
+            if iteration % config.checkpoint_interval == 0 or iteration == end:
+                self._save_checkpoint(iteration)
+        bar.close()
+        iteration = max(end, self.start_iter)
+        metrics = None
+        if iteration >= config.optim.iterations:
+            metrics = self._evaluate(iteration, final=True)
+            self._save_checkpoint(iteration)
+            self._visualize()
+        if self.writer is not None:
+            self.writer.close()
+        return TrainResult(self.output_dir, iteration, metrics, self.history)
+
+    def _step(self, batch: dict[str, Any], iteration: int) -> dict[str, torch.Tensor]:
+        device = self.ctx.device
+        images = batch["image"].to(device, non_blocking=True)
+        labels = batch["label"].to(device, non_blocking=True)
+        if self.config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            outputs = self.ddp(images)
+            loss, logs = self.criterion(outputs, labels)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"iteration {iteration}: loss is {loss.item()}; the last good checkpoint is {self.checkpoint_path}"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return {k: v for k, v in logs.items() if v.dim() == 0}
+
+    def _evaluate(self, iteration: int, final: bool = False) -> SegmentationMetrics:
+        confusion = evaluate(
+            self.model,
+            self.val_set,
+            num_classes=self.info.num_classes,
+            ignore_index=self.info.ignore_index,
+            device=self.ctx.device,
+            infer_kwargs=infer_kwargs(self.config, self.info),
+            progress=self.progress,
+        )
+        metrics = confusion.compute()
+        summary = {"iteration": iteration, "type": "eval", "mIoU": metrics.miou,
+                   "aAcc": metrics.pixel_accuracy, "mAcc": metrics.mean_accuracy}
+        self._log(summary)
+        if self.ctx.is_main:
+            tqdm.write(metrics.format_table(self.info.class_names))
+            if final:
+                result = {"iteration": iteration, **metrics.to_dict(), "class_names": list(self.info.class_names)}
+                (self.output_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+        return metrics
+
+    def _visualize(self) -> None:
+        """Image | ground truth | prediction strips for the first validation samples."""
+        if not self.ctx.is_main or self.config.num_visualizations <= 0:
+            return
+        out_dir = self.output_dir / "predictions"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        kwargs = infer_kwargs(self.config, self.info)
+        for i in range(min(self.config.num_visualizations, len(self.val_set))):
+            sample = self.val_set[i]
+            image, label = self.val_set.load(i)
+            probs = infer(self.model, sample["image"][None].to(self.ctx.device),
+                          num_classes=self.info.num_classes, **kwargs)
+            pred = probs.argmax(1)[0].cpu().numpy().astype(np.uint8)
+            strip = np.concatenate([image, self.info.colorize(label), self.info.colorize(pred)], axis=1)
+            Image.fromarray(strip).save(out_dir / f"{sample['name']}.png")
+            if self.writer is not None:
+                self.writer.add_image(f"predictions/{i}", strip, dataformats="HWC")
+
+
+def train(config: Config, **kwargs: Any) -> TrainResult:
+    """Train ``config`` (see :class:`Trainer` for the keyword arguments)."""
+    return Trainer(config, **kwargs).fit()
+
+
