@@ -1,22 +1,177 @@
-"""The ``ccnet`` command line."""
+"""The ``ccnet`` command line: train, evaluate, predict, prepare, demo.
+
+User mistakes (missing dataset root, unknown config key, wrong checkpoint for the config, bad
+image) end with a one-line error and exit status 2, never a stack trace.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 
-from ccnet.losses import SegmentationCriterion
-from ccnet.models import PRESETS, create_model
+TRAIN_EPILOG = """examples:
+  ccnet train                                   # the embedded default: synthetic data on the CPU, ~5 min
+  ccnet train configs/cityscapes_official.yaml data.root=/data/cityscapes
+  ccnet train configs/ade20k_mmseg_r50.yaml optim.iterations=1000 --output runs/ade
+  ccnet train configs/cityscapes_official.yaml --output runs/cs --resume auto   # continue a run
+  torchrun --nproc_per_node 4 -m ccnet.cli train configs/cityscapes_official.yaml data.root=/data/cityscapes
+"""
+
+EVALUATE_EPILOG = """examples:
+  ccnet evaluate --checkpoint runs/x/checkpoints/latest.pt                      # its own config and val set
+  ccnet evaluate --checkpoint ck.pt data.root=/data/cityscapes eval.mode=slide eval.crop_size=[769,769]
+  ccnet evaluate configs/cityscapes_official.yaml data.root=/data/cityscapes --predictions preds/
+"""
+
+PREDICT_EPILOG = """examples:
+  ccnet predict --checkpoint ck.pt street.png --output out/
+  ccnet predict --checkpoint ck.pt "photos/*.jpg" photos2/ --output out/ --batch-size 4
+  ccnet predict --checkpoint ck.pt big.png --output out/ eval.mode=slide eval.crop_size=[769,769]
+"""
+
+
+def _split_config_and_overrides(items: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``[CONFIG] [key=value ...]``: the first item is the config file unless it has an ``=``."""
+    items = list(items)
+    config = items.pop(0) if items and "=" not in items[0] else None
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"{item!r}: the config file must come first; overrides look like key.sub=value")
+    return config, items
+
+
+def _config(items: Sequence[str]):
+    from ccnet.config import load_config
+
+    path, overrides = _split_config_and_overrides(items)
+    return load_config(path, overrides)
+
+
+def _model_from_checkpoint(path: str, items: Sequence[str]):
+    """Model (eval mode), config and dataset info of a training checkpoint. A config given on
+    the command line must describe the same model; overrides apply on top."""
+    from ccnet.config import apply_overrides, config_from_dict, load_config
+    from ccnet.engine.build import build_model
+    from ccnet.engine.checkpoint import load_checkpoint
+    from ccnet.engine.trainer import check_compatible, info_from_dict
+
+    checkpoint = load_checkpoint(path)
+    config_path, overrides = _split_config_and_overrides(items)
+    if config_path is not None:
+        config = load_config(config_path, overrides)
+        check_compatible(checkpoint, config, path)
+    elif "config" in checkpoint:
+        config = apply_overrides(config_from_dict(checkpoint["config"]), overrides)
+        check_compatible(checkpoint, config, path)
+    else:
+        raise ValueError(f"{path}: checkpoint stores no config; give the config file too")
+    if "info" not in checkpoint:
+        raise ValueError(f"{path}: checkpoint stores no class names ('info'); it was not written by ccnet train")
+    info = info_from_dict(checkpoint["info"])
+    model = build_model(config, info.num_classes)
+    missing, unexpected = model.load_state_dict(checkpoint["model"], strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return model.eval(), config, info
+
+
+# -- subcommands -----------------------------------------------------------------------------------
+def _train(args: argparse.Namespace) -> int:
+    from ccnet.engine.distributed import cleanup_distributed
+    from ccnet.engine.trainer import Trainer
+
+    config = _config(args.config)
+    try:
+        trainer = Trainer(config, output_dir=args.output, resume=args.resume, stop_after=args.stop_after,
+                          progress=not args.no_progress)
+        result = trainer.fit()
+    finally:
+        cleanup_distributed()
+    if trainer.ctx.is_main:
+        print(f"run directory: {result.output_dir}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ccnet.engine.build import build_val_dataset, infer_kwargs
+    from ccnet.engine.distributed import cleanup_distributed, init_distributed
+    from ccnet.engine.evaluate import evaluate, evaluate_predictions
+
+    if (args.checkpoint is None) == (args.predictions is None):
+        raise ValueError("give exactly one of --checkpoint (score a model) or --predictions (score saved PNGs)")
+    try:
+        if args.predictions is not None:
+            config = _config(args.config)
+            dataset = build_val_dataset(config, args.split)
+            ctx = init_distributed("cpu")
+            confusion = evaluate_predictions(args.predictions, dataset, progress=ctx.is_main)
+        else:
+            model, config, _ = _model_from_checkpoint(args.checkpoint, args.config)
+            ctx = init_distributed(config.device)
+            dataset = build_val_dataset(config, args.split)
+            confusion = evaluate(model.to(ctx.device), dataset, num_classes=dataset.info.num_classes,
+                                 ignore_index=dataset.info.ignore_index, device=ctx.device,
+                                 infer_kwargs=infer_kwargs(config, dataset.info), progress=ctx.is_main)
+    finally:
+        cleanup_distributed()
+    metrics = confusion.compute()
+    if ctx.is_main:
+        print(metrics.format_table(dataset.info.class_names))
+        if args.output:
+            result = {**metrics.to_dict(), "class_names": list(dataset.info.class_names)}
+            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.output).write_text(json.dumps(result, indent=2))
+            print(f"metrics written to {args.output}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from ccnet.engine.build import infer_kwargs
+    from ccnet.engine.distributed import resolve_device
+    from ccnet.engine.predict import collect_inputs, predict_images
+
+    items = [i for i in args.inputs if "=" in i and not Path(i).exists()]
+    inputs = [i for i in args.inputs if i not in items]
+    if not inputs:
+        raise ValueError("no input images given")
+    model, config, info = _model_from_checkpoint(args.checkpoint, items)
+    device = resolve_device(args.device or config.device)
+    paths = collect_inputs(inputs)
+    written = predict_images(model.to(device), paths, args.output, info=info, device=device,
+                             infer_kwargs=infer_kwargs(config, info), mean=config.data.mean, std=config.data.std,
+                             batch_size=args.batch_size, progress=not args.no_progress)
+    print(f"{len(written)} predictions written to {args.output} (<name>.png, <name>_color.png, <name>_overlay.png)")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from ccnet.data import prepare
+
+    if args.dataset == "cityscapes":
+        count = prepare.prepare_cityscapes(args.root)
+        print(f"wrote {count} *_gtFine_labelTrainIds.png files under {args.root}")
+    else:
+        if args.sbd_root is None:
+            raise ValueError("voc-aug needs the SBD root as a second path: ccnet prepare voc-aug VOC_ROOT SBD_ROOT")
+        result = prepare.prepare_voc_aug(args.root, args.sbd_root)
+        print(f"prepared the VOC aug set under {args.root}: {result}")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
     """A few SGD steps of a CCNet on random data: forward, all losses, backward, eval forward."""
+    from ccnet.losses import SegmentationCriterion
+    from ccnet.models import create_model
+
     torch.manual_seed(args.seed)
-    overrides = {"consistency": True}
+    overrides: dict[str, Any] = {"consistency": True}
     if args.backbone:
         overrides["backbone"] = args.backbone
     model = create_model(args.preset, args.classes, **overrides)
@@ -36,27 +191,73 @@ def _demo(args: argparse.Namespace) -> int:
         optimizer.step()
         terms = ", ".join(f"{k}={v.item():.4f}" for k, v in logs.items())
         print(f"step {step}/{args.steps}: {terms}  ({time.perf_counter() - start:.2f}s)")
-    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in outputs.items())
-    print(f"training outputs: {shapes}")
-    model.eval()
-    with torch.no_grad():
-        prediction = model(images[:1])["out"].argmax(1)
-    print(f"eval prediction: {tuple(prediction.shape)}, classes used {prediction.unique().numel()}")
+    print("training outputs: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in outputs.items()))
     return 0
 
 
+# -- parser ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from ccnet.models import PRESETS
+
+    formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="ccnet", description="CCNet: criss-cross attention for segmentation.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="forward/backward demo of CCNet on random data (CPU friendly)",
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a model (no config: the built-in synthetic demo job)",
+                           description="Train CCNet. Settings: defaults < CONFIG (YAML) < key.sub=value overrides.",
+                           epilog=TRAIN_EPILOG, formatter_class=formatter)
+    train.add_argument("config", nargs="*", metavar="[CONFIG] [KEY=VALUE]",
+                       help="a YAML config from configs/ and/or overrides such as optim.lr=0.01 data.root=/data")
+    train.add_argument("--output", metavar="DIR",
+                       help="run directory (default: <output_dir>/<name>-<date>-<time>)")
+    train.add_argument("--resume", metavar="CHECKPOINT",
+                       help="continue from a checkpoint, or 'auto' for <output>/checkpoints/latest.pt if present")
+    train.add_argument("--stop-after", type=int, metavar="N",
+                       help="stop after iteration N with a checkpoint (split a long run into time-limited jobs)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars (logs still written)")
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("evaluate", help="score a checkpoint, or saved prediction PNGs, on a dataset",
+                              description="Per-class IoU/accuracy, mIoU, aAcc, mAcc on a validation split.",
+                              epilog=EVALUATE_EPILOG, formatter_class=formatter)
+    evaluate.add_argument("config", nargs="*", metavar="[CONFIG] [KEY=VALUE]",
+                          help="config and overrides (with --checkpoint, the checkpoint's own config is the default; "
+                               "eval.* keys choose whole/slide, scales and flip)")
+    evaluate.add_argument("--checkpoint", metavar="PATH", help="a checkpoint written by ccnet train")
+    evaluate.add_argument("--predictions", metavar="DIR",
+                          help="score <name>.png label images of train ids (what ccnet predict writes) instead")
+    evaluate.add_argument("--split", help="dataset split to score (default: data.val_split)")
+    evaluate.add_argument("--output", metavar="FILE", help="also write the metrics as JSON")
+    evaluate.set_defaults(func=_evaluate)
+
+    predict = sub.add_parser("predict", help="segment images: label PNG, colour mask and overlay per image",
+                             description="Segment an image, a folder or a glob; KEY=VALUE overrides (eval.mode=slide, "
+                                         "eval.scales=[0.75,1,1.25], eval.flip=true) change the inference.",
+                             epilog=PREDICT_EPILOG, formatter_class=formatter)
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    predict.add_argument("--checkpoint", required=True, metavar="PATH", help="a checkpoint written by ccnet train")
+    predict.add_argument("--output", required=True, metavar="DIR", help="folder for the outputs (created)")
+    predict.add_argument("--batch-size", type=int, default=1, help="images per forward pass (same-size images)")
+    predict.add_argument("--device", help="cpu, cuda, cuda:N (default: the checkpoint config's device)")
+    predict.add_argument("--no-progress", action="store_true", help="no progress bar")
+    predict.set_defaults(func=_predict)
+
+    prep = sub.add_parser("prepare", help="one-off dataset preparation (Cityscapes train ids, VOC aug)",
+                          description="cityscapes ROOT: write *_gtFine_labelTrainIds.png next to every labelIds PNG. "
+                                      "voc-aug VOC_ROOT SBD_ROOT: build SegmentationClassAug and train_aug.txt.")
+    prep.add_argument("dataset", choices=["cityscapes", "voc-aug"], help="what to prepare")
+    prep.add_argument("root", help="dataset root (Cityscapes root, or the VOC2012 / VOCdevkit folder)")
+    prep.add_argument("sbd_root", nargs="?", help="voc-aug only: the SBD root (with dataset/cls/*.mat)")
+    prep.set_defaults(func=_prepare)
+
+    demo = sub.add_parser("demo", help="a few training steps of a full-size CCNet on random data",
                           description=_demo.__doc__)
     demo.add_argument("--preset", default="ccnet_official_cityscapes", choices=sorted(PRESETS),
                       help="named model configuration (default: %(default)s)")
-    demo.add_argument("--backbone", default=None,
-                      help="override the preset's backbone: resnet18, resnet34, resnet50, resnet101 or resnet152")
+    demo.add_argument("--backbone", help="override the preset's backbone: resnet18 ... resnet152")
     demo.add_argument("--classes", type=int, default=19, help="number of classes (default: %(default)s)")
     demo.add_argument("--size", type=int, nargs=2, default=(97, 129), metavar=("H", "W"),
-                      help="input height and width; odd and non-square sizes work (default: 97 129)")
+                      help="input height and width (default: 97 129)")
     demo.add_argument("--batch", type=int, default=2, help="batch size (default: %(default)s)")
     demo.add_argument("--steps", type=int, default=3, help="SGD steps (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
@@ -64,13 +265,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    """The message of an error, even one re-raised by a DataLoader worker with a traceback inside."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    last = lines[-1]
+    if len(lines) > 1 and ": " in last and last.split(": ", 1)[0].replace(".", "").isidentifier():
+        last = last.split(": ", 1)[1]  # "ccnet.data.io.DatasetError: msg" -> "msg"
+    return last
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        print(f"ccnet {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError, KeyError) as error:
+        print(f"ccnet {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"ccnet {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

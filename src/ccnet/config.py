@@ -216,6 +216,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             _apply(config, values)
         except ConfigError as error:
             raise ConfigError(f"{path}: {error}") from None
+    return apply_overrides(config, overrides)
+
+
+def apply_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """Apply ``key.sub=value`` overrides to ``config`` in place (and return it)."""
     for override in overrides:
         _apply(config, _parse_override(override))
     return config
