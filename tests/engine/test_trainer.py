@@ -1,0 +1,93 @@
+"""The trainer: exact resume, atomic checkpoints, logs and outputs, poly learning rate."""
+
+import json
+
+import pytest
+import torch
+
+import ccnet.engine.checkpoint as checkpoint_module
+import ccnet.engine.trainer as trainer_module
+from ccnet.config import load_config
+from ccnet.engine.checkpoint import load_checkpoint
+from ccnet.engine.trainer import Trainer, poly_lr_factor
+
+TINY = [
+    "data.synthetic_size=[48, 48]", "data.synthetic_val_samples=2", "data.batch_size=2", "data.workers=0",
+    "model.head_channels=16", "model.aux_channels=8", "optim.iterations=4", "log_interval=1",
+    "checkpoint_interval=100", "num_visualizations=1",
+]
+
+
+def _tiny(*extra):
+    return load_config(None, [*TINY, *extra])
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    straight = Trainer(_tiny("model.dropout=0.3"), output_dir=tmp_path / "a", progress=False).fit()
+    # Interrupted after 2 of 4 iterations, with a different number of loader workers each time.
+    Trainer(_tiny("model.dropout=0.3", "data.workers=2"), output_dir=tmp_path / "b", stop_after=2,
+            progress=False).fit()
+    assert load_checkpoint(tmp_path / "b/checkpoints/latest.pt")["iteration"] == 2
+    resumed = Trainer(_tiny("model.dropout=0.3", "data.workers=1"), output_dir=tmp_path / "b", resume="auto",
+                      progress=False).fit()
+    a = load_checkpoint(tmp_path / "a/checkpoints/latest.pt")
+    b = load_checkpoint(tmp_path / "b/checkpoints/latest.pt")
+    assert a["iteration"] == b["iteration"] == 4
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for state_a, state_b in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
+        assert torch.equal(state_a["momentum_buffer"], state_b["momentum_buffer"])
+    losses = {r["iteration"]: r["loss"] for r in straight.history if "loss" in r}
+    resumed_losses = {r["iteration"]: r["loss"] for r in resumed.history if "loss" in r}
+    assert losses == resumed_losses
+    assert straight.metrics.miou == resumed.metrics.miou
+
+
+def test_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    Trainer(_tiny(), output_dir=tmp_path, stop_after=1, progress=False).fit()
+    good = (tmp_path / "checkpoints/latest.pt").read_bytes()
+
+    def crash(obj, handle, *args, **kwargs):
+        handle.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        Trainer(_tiny(), output_dir=tmp_path, resume="auto", stop_after=2, progress=False).fit()
+    assert (tmp_path / "checkpoints/latest.pt").read_bytes() == good
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))
+    assert load_checkpoint(tmp_path / "checkpoints/latest.pt")["iteration"] == 1
+
+
+def test_run_directory_holds_logs_metrics_and_predictions(tmp_path):
+    result = Trainer(_tiny(), output_dir=tmp_path, progress=False).fit()
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    train_records = [r for r in records if "loss" in r]
+    assert [r["iteration"] for r in train_records] == [1, 2, 3, 4]
+    assert {"lr", "main", "aux", "time_per_iter", "data_time"} <= set(train_records[0])
+    assert records[-1]["type"] == "eval" and records[-1]["mIoU"] == pytest.approx(result.metrics.miou)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["class_names"][0] == "background" and len(metrics["iou"]) == len(metrics["class_names"])
+    assert len(list((tmp_path / "predictions").glob("*.png"))) == 1
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert load_config(tmp_path / "config.yaml") == _tiny()
+
+
+def test_non_finite_loss_stops_with_a_clear_error(tmp_path, monkeypatch):
+    def nan_criterion(config, ignore_index=255):
+        return lambda outputs, target: (outputs["out"].sum() * float("nan"), {})
+
+    monkeypatch.setattr(trainer_module, "build_criterion", nan_criterion)
+    with pytest.raises(FloatingPointError, match="iteration 1: loss is nan"):
+        Trainer(_tiny(), output_dir=tmp_path, progress=False).fit()
+
+
+def test_poly_learning_rate_with_warmup():
+    config = load_config(None, ["optim.lr=0.1", "optim.iterations=100", "optim.power=0.9"])
+    assert poly_lr_factor(0, config) == 1.0
+    assert poly_lr_factor(50, config) == pytest.approx(0.5**0.9)
+    assert poly_lr_factor(100, config) == 0.0
+    config = load_config(None, ["optim.lr=0.1", "optim.iterations=100", "optim.warmup_iters=10",
+                                "optim.warmup_ratio=0.1", "optim.min_lr=0.001"])
+    assert poly_lr_factor(0, config) == pytest.approx(0.1)
+    assert poly_lr_factor(100, config) == pytest.approx(0.01)

@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+
+from ccnet.config import Config, ConfigError, apply_overrides, config_from_dict, load_config
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    config = load_config(path)
+    assert config.name == path.stem
+    assert config_from_dict(config.to_dict()) == config
+
+
+def test_official_cityscapes_settings():
+    config = load_config(Path(__file__).parents[1] / "configs" / "cityscapes_official.yaml")
+    assert (config.model.backbone, config.model.recurrence) == ("resnet101", 2)
+    assert config.data.crop_size == [769, 769] and config.data.batch_size == 8
+    assert config.optim.lr == 0.01 and config.optim.iterations == 60000
+    assert (config.loss.ohem, config.loss.ohem_thresh, config.loss.ohem_min_kept) == (True, 0.7, 100000)
+
+
+def test_overrides_parse_yaml_values():
+    config = load_config(None, ["optim.lr=0.5", "data.crop_size=[33, 65]", "data.root=/data/x", "eval.crop_size=null",
+                                "loss.ohem=true", "optim.iterations=7"])
+    assert config.optim.lr == 0.5 and config.data.crop_size == [33, 65] and config.data.root == "/data/x"
+    assert config.eval.crop_size is None and config.loss.ohem is True and config.optim.iterations == 7
+
+
+def test_int_accepted_for_float():
+    assert load_config(None, ["optim.lr=1"]).optim.lr == 1.0
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lrr=1", "unknown config key 'optim.lrr'"),
+        ("nope.x=1", "unknown config key 'nope'"),
+        ("optim.lr=fast", "config key 'optim.lr' expects float, got str 'fast'"),
+        ("model.recurrence=2.5", "config key 'model.recurrence' expects int, got float 2.5"),
+        ("loss.ohem=1", "config key 'loss.ohem' expects bool, got int 1"),
+        ("data.crop_size=[1, a]", r"config key 'data.crop_size\[1\]' expects int"),
+        ("model=3", "config key 'model' is a section"),
+        ("optim.lr", "must look like key.sub=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_bad_files_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"missing\.yaml: config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  lr: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: invalid YAML"):
+        load_config(bad)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("optim:\n  momentun: 0.9\n")
+    with pytest.raises(ConfigError, match=r"typo\.yaml: unknown config key .optim\.momentun."):
+        load_config(typo)
+
+
+def test_apply_overrides_in_place():
+    config = Config()
+    assert apply_overrides(config, ["seed=3"]) is config and config.seed == 3
