@@ -121,10 +121,11 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
     """Replace every BatchNorm (plain or fused with an activation) by its SyncBatchNorm twin.
 
     ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` would drop the fused activation of the head
-    norms and give a layer that refuses CPU tensors; this keeps the activation and uses
-    :class:`SyncBatchNorm`. Frozen norms are left alone. Returns the (possibly new) root module.
+    norms and give layers that refuse CPU tensors; this keeps the activation and uses
+    :class:`ccnet.nn.sync_batchnorm.SyncBatchNorm`. Frozen norms are left alone. Returns the
+    (possibly new) root module.
     """
-    if isinstance(module, FrozenBatchNorm2d) or isinstance(module, nn.SyncBatchNorm):
+    if isinstance(module, (FrozenBatchNorm2d, SyncBatchNorm)):
         return module
     converted = module
     if isinstance(module, nn.modules.batchnorm._BatchNorm):

@@ -1,5 +1,10 @@
-"""SyncBatchNorm that also runs on CPU (gloo), so multi-process training works and is testable
-without GPUs. On CUDA it is PyTorch's own ``nn.SyncBatchNorm``."""
+"""SyncBatchNorm that runs on any device, CPU (gloo) included.
+
+PyTorch's ``nn.SyncBatchNorm`` refuses CPU tensors, and DDP refuses CPU modules that contain
+one, so multi-process training on CPUs (and its tests) would be impossible with it. This layer
+computes batch statistics over all ranks with two small differentiable all-reduces per layer
+(global mean, then global centred variance: numerically stable) on every device.
+"""
 
 from __future__ import annotations
 
@@ -25,21 +30,26 @@ class _AllReduceSum(torch.autograd.Function):
         return grad, None
 
 
-class SyncBatchNorm(nn.SyncBatchNorm):
-    """Batch statistics over all ranks of the process group, on any device.
+class SyncBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics cover the whole batch across all ranks.
 
-    The CPU path computes the global mean, then the global centred variance (two small
-    all-reduces per layer, numerically stable), and is differentiable end to end.
+    Outside distributed training (or in eval mode) it is exactly ``nn.BatchNorm2d``; the state
+    dict has the same keys, so weights move freely between the two.
     """
 
+    def __init__(self, num_features: int, *args, process_group: dist.ProcessGroup | None = None, **kwargs) -> None:
+        super().__init__(num_features, *args, **kwargs)
+        self.process_group = process_group
+
     def forward(self, x: Tensor) -> Tensor:
-        distributed = dist.is_available() and dist.is_initialized() and self.training
-        if x.device.type != "cpu" or not distributed:
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size(self.process_group) > 1
+        if not (self.training and distributed):
             return super().forward(x)
+        self._check_input_dim(x)
         group = self.process_group or dist.group.WORLD
-        dims = [0, *range(2, x.dim())]
         work = x.to(torch.promote_types(x.dtype, torch.float32))
-        count = torch.tensor([x.numel() // x.shape[1]], dtype=work.dtype)
+        dims = [0, *range(2, x.dim())]
+        count = torch.tensor([x.numel() // x.shape[1]], dtype=work.dtype, device=x.device)
         total = _AllReduceSum.apply(torch.cat([work.sum(dims), count]), group)
         n = total[-1]
         mean = total[:-1] / n
@@ -52,9 +62,7 @@ class SyncBatchNorm(nn.SyncBatchNorm):
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                momentum = (
-                    1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-                )
+                momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
                 unbiased = var * (n / (n - 1).clamp_min(1))
                 self.running_mean.lerp_(mean.to(self.running_mean.dtype), momentum)
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
