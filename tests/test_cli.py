@@ -1,0 +1,94 @@
+"""The ``ccnet`` command line: help, one-line errors, and train -> predict -> evaluate."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ccnet.cli import build_parser, main
+from ccnet.data.synthetic import SyntheticContextDataset
+
+TINY = [
+    "data.synthetic_size=[48, 48]", "data.synthetic_val_samples=2", "data.batch_size=2", "data.workers=0",
+    "model.head_channels=16", "model.aux_channels=8", "optim.iterations=1", "num_visualizations=0",
+]
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "prepare", "demo"])
+def test_every_option_is_explained(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: ccnet " + command in capsys.readouterr().out
+    subparser = build_parser()._subparsers._group_actions[0].choices[command]
+    for action in subparser._actions:
+        assert action.help, f"{command} {action.option_strings or action.dest} has no help"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", *TINY, "--output", str(out), "--no-progress"]) == 0
+    return out / "checkpoints" / "latest.pt"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "data.dataset=cityscapes"], "config key 'data.root' is required for dataset 'cityscapes'"),
+        (["train", "data.dataset=cityscapes", "data.root=/no/such/dir"], "/no/such/dir"),
+        (["train", "optim.lrr=1"], "unknown config key 'optim.lrr'"),
+        (["train", "missing.yaml"], "missing.yaml: config file not found"),
+        (["evaluate"], "give exactly one of --checkpoint"),
+        (["evaluate", "--checkpoint", "/no/such.pt"], "/no/such.pt: checkpoint not found"),
+        (["predict", "--checkpoint", "/no/such.pt", "x.png", "--output", "o"], "/no/such.pt: checkpoint not found"),
+    ],
+)
+def test_user_mistakes_give_one_line_and_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_wrong_checkpoint_for_the_config(checkpoint, capsys):
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "model.backbone=resnet50"]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint was trained with model.backbone='resnet18' but the config has 'resnet50'" in err
+    corrupt = checkpoint.parent / "corrupt.pt"
+    corrupt.write_bytes(checkpoint.read_bytes()[:1000])
+    assert main(["evaluate", "--checkpoint", str(corrupt)]) == 2
+    assert "corrupt.pt: not a readable checkpoint" in capsys.readouterr().err
+
+
+def _write_folder_dataset(root, count=3):
+    """Synthetic scenes in the generic folder layout (images/, masks/, classes.txt)."""
+    source = SyntheticContextDataset("val", num_samples=count, size=(40, 56), seed=5)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(count):
+        image, label = source.render(i)
+        Image.fromarray(image).save(root / "images" / f"scene{i}.png")
+        Image.fromarray(label).save(root / "masks" / f"scene{i}.png")
+    lines = [f"{n} {r} {g} {b}" for n, (r, g, b) in zip(source.info.class_names, source.info.palette, strict=True)]
+    (root / "classes.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_predictions_scored_from_disk_equal_the_model_scored_directly(checkpoint, tmp_path, capsys):
+    data = tmp_path / "data"
+    _write_folder_dataset(data)
+    dataset_args = ["data.dataset=folder", f"data.root={data}"]
+    assert main(["evaluate", "--checkpoint", str(checkpoint), *dataset_args, "--output", str(tmp_path / "m.json")]) == 0
+    assert main(["predict", "--checkpoint", str(checkpoint), str(data / "images"), "--output", str(tmp_path / "p"),
+                 "--no-progress"]) == 0
+    for i in range(3):
+        label = np.asarray(Image.open(tmp_path / "p" / f"scene{i}.png"))
+        assert label.shape == (40, 56) and label.max() < 7
+        assert (tmp_path / "p" / f"scene{i}_color.png").is_file()
+        assert (tmp_path / "p" / f"scene{i}_overlay.png").is_file()
+    assert main(["evaluate", *dataset_args, "--predictions", str(tmp_path / "p"),
+                 "--output", str(tmp_path / "d.json")]) == 0
+    direct = json.loads((tmp_path / "m.json").read_text())
+    from_disk = json.loads((tmp_path / "d.json").read_text())
+    assert direct["iou"] == from_disk["iou"] and direct["miou"] == from_disk["miou"]
+    assert "mIoU" in capsys.readouterr().out
