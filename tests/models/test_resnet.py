@@ -22,6 +22,7 @@ from ccnet.models.resnet import (
     resnet152,
 )
 from ccnet.nn.norm import FrozenBatchNorm2d
+from ccnet.nn.sync_batchnorm import SyncBatchNorm
 
 STAGE_STRIDES = {8: (1, 2, 1, 1), 16: (1, 2, 2, 1), 32: (1, 2, 2, 2)}
 BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -420,7 +421,7 @@ def test_multi_grid_forward() -> None:
 # ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("norm", "cls"), [("bn", nn.BatchNorm2d), ("syncbn", nn.SyncBatchNorm),
+@pytest.mark.parametrize(("norm", "cls"), [("bn", nn.BatchNorm2d), ("syncbn", SyncBatchNorm),
                                           ("gn", nn.GroupNorm), ("frozenbn", FrozenBatchNorm2d)])
 def test_norm_options_construct(norm: str, cls: type[nn.Module]) -> None:
     model = resnet18(norm=norm)
