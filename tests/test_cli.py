@@ -92,3 +92,15 @@ def test_predictions_scored_from_disk_equal_the_model_scored_directly(checkpoint
     from_disk = json.loads((tmp_path / "d.json").read_text())
     assert direct["iou"] == from_disk["iou"] and direct["miou"] == from_disk["miou"]
     assert "mIoU" in capsys.readouterr().out
+
+
+def test_bad_image_inside_a_loader_worker_is_one_line_naming_the_file(tmp_path, capsys):
+    data = tmp_path / "data"
+    _write_folder_dataset(data, count=2)
+    broken = data / "images" / "scene1.png"
+    broken.write_bytes(broken.read_bytes()[:200])  # truncated PNG
+    argv = ["train", *TINY, "data.dataset=folder", f"data.root={data}", "data.val_split=none", "data.workers=1",
+            "data.crop_size=[32, 32]", "--output", str(tmp_path / "run"), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "scene1.png" in err, err

@@ -61,6 +61,8 @@ def build_train_dataset(config: Config) -> Any:
     meaning is in exact colours and positions that photometric or geometric jitter would blur.
     """
     dataset = build_dataset(config, config.data.train_split)
+    if not getattr(dataset, "has_labels", True):
+        raise ConfigError(f"config key 'data.train_split': split {config.data.train_split!r} has no labels to train on")
     if config.data.dataset != "synthetic":
         from ccnet.data.transforms import build_train_transform
 
