@@ -1,5 +1,5 @@
 # Two entry points, each doing all of its own set-up on a fresh machine:
-#   make demo   create .venv, install, run the main job
+#   make demo   create .venv, install, run the main job (ccnet train: the synthetic default)
 #   make test   create .venv, install with dev extras, run the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 venv: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/ccnet demo
+	$(VENV)/bin/ccnet train
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 -q
