@@ -67,3 +67,21 @@ def test_bad_files_name_the_file(tmp_path):
 def test_apply_overrides_in_place():
     config = Config()
     assert apply_overrides(config, ["seed=3"]) is config and config.seed == 3
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_spell_out_the_whole_model(path):
+    # The dataclass defaults are the CPU demo's; a published config must not inherit them.
+    import dataclasses
+
+    import yaml
+
+    from ccnet.config import ModelConfig
+
+    model = yaml.safe_load(path.read_text())["model"]
+    missing = {f.name for f in dataclasses.fields(ModelConfig)} - set(model)
+    assert not missing, f"{path.name} leaves model keys to the defaults: {sorted(missing)}"
+
+
+def test_synthetic_yaml_is_the_default_job():
+    assert load_config(Path(__file__).parents[1] / "configs" / "synthetic.yaml") == Config()

@@ -20,7 +20,7 @@ class _ResidualAttention(nn.Module):
     conv: ClassVar[type[nn.Module]] = nn.Conv2d
     attend: ClassVar[Callable[[Tensor, Tensor, Tensor], Tensor]]
 
-    def __init__(self, in_channels: int, reduction: int = 8) -> None:
+    def __init__(self, in_channels: int, reduction: int = 8, gamma_init: float = 0.0) -> None:
         super().__init__()
         if in_channels < 1 or reduction < 1:
             raise ValueError(f"in_channels and reduction must be positive, got {in_channels} and {reduction}")
@@ -29,7 +29,7 @@ class _ResidualAttention(nn.Module):
         self.query_conv = self.conv(in_channels, qk_channels, kernel_size=1)
         self.key_conv = self.conv(in_channels, qk_channels, kernel_size=1)
         self.value_conv = self.conv(in_channels, in_channels, kernel_size=1)
-        self.gamma = nn.Parameter(torch.zeros(1))
+        self.gamma = nn.Parameter(torch.full((1,), float(gamma_init)))
 
     def forward(self, x: Tensor) -> Tensor:
         ndim = self.query_conv.weight.dim()
@@ -49,7 +49,7 @@ class CrissCrossAttention(_ResidualAttention):
     """Criss-cross attention block: ``gamma * CCA(q(x), k(x), v(x)) + x`` on ``(B, C, H, W)``.
 
     Query and key are 1x1 convs to ``in_channels // reduction`` channels, value a 1x1 conv to
-    ``in_channels``; ``gamma`` starts at 0 so the block starts as the identity. Parameter names
+    ``in_channels``; ``gamma`` starts at 0 (``gamma_init``) so the block starts as the identity. Parameter names
     (``query_conv``, ``key_conv``, ``value_conv``, ``gamma`` of shape [1]) match the original
     implementation, so its state dicts load 1:1.
     """

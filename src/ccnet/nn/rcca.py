@@ -25,6 +25,8 @@ class RCCAHead(nn.Module):
     pixel. ``recurrence=0`` keeps the convolutions and skips attention (the paper's baseline).
     Module names follow the official code (``conva``, ``cca``, ``convb``, ``bottleneck``).
 
+    ``gamma_init``: the attention's residual weight at the start (0 in the paper).
+
     With ``embedding_channels`` set, a 1x1 conv reduces the attention output to that many
     channels for the category consistent loss (TPAMI; 16 in the paper).
     """
@@ -41,13 +43,14 @@ class RCCAHead(nn.Module):
         act: str = "leaky_relu",
         dropout: float = 0.1,
         embedding_channels: int | None = None,
+        gamma_init: float = 0.0,
     ) -> None:
         super().__init__()
         if recurrence < 0:
             raise ValueError(f"recurrence must be >= 0, got {recurrence}")
         self.recurrence = recurrence
         self.conva = conv_norm_act(in_channels, channels, norm=norm, act=act)
-        self.cca = CrissCrossAttention(channels, reduction=reduction)
+        self.cca = CrissCrossAttention(channels, reduction=reduction, gamma_init=gamma_init)
         self.convb = conv_norm_act(channels, channels, norm=norm, act=act)
         self.bottleneck = nn.Sequential(
             nn.Conv2d(in_channels + channels, channels, kernel_size=3, padding=1, bias=False),
