@@ -155,6 +155,9 @@ class SyntheticContextDataset(Dataset):
         size: tuple[int, int] = (128, 128),
         seed: int = 0,
         transform: Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, torch.Tensor]] | None = None,
+        key_size: float = 0.25,
+        key_label: str = "class",
+        key_gap: float = 0.2,
     ) -> None:
         if not isinstance(split, str) or not split:
             raise ValueError(f"split must be a non-empty string, got {split!r}")
@@ -165,6 +168,13 @@ class SyntheticContextDataset(Dataset):
             num_samples = _DEFAULT_NUM_SAMPLES.get(split, _DEFAULT_EVAL_SAMPLES)
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+        if key_label not in ("class", "ignore"):
+            raise ValueError(f"key_label must be 'class' or 'ignore', got {key_label!r}")
+        if not 0 < key_size < 0.5:
+            raise ValueError(f"key_size must be in (0, 0.5), got {key_size!r}")
+        self.key_size = float(key_size)
+        self.key_gap = float(key_gap)
+        self.key_label = key_label
         self.split = split
         self.size: tuple[int, int] = size  # type: ignore[assignment]
         self.seed = int(seed)
@@ -202,18 +212,18 @@ class SyntheticContextDataset(Dataset):
         H, W = self.size
         short = min(H, W)
         # Key marker in a corner zone: centre at 5..32% from the chosen edges.
-        k = max(3, round(0.12 * short))
+        k = max(3, round(self.key_size * short))
         top, left = bool(rng.integers(2)), bool(rng.integers(2))
 
         def key_start(n: int, near_start: bool) -> int:
-            c = rng.uniform(0.05, 0.32) * n
-            if not near_start:
-                c = n - c
-            return int(np.clip(round(c - k / 2), 0, n - k))
+            lo = 0.03 * n
+            start = round(rng.uniform(lo, max(lo, 0.35 * n - k)))
+            start = int(np.clip(start, 0, n - k))
+            return start if near_start else n - k - start
 
         ky, kx = key_start(H, top), key_start(W, left)
         # Grey objects: rows and columns beyond the key's band plus a gap, on the far side.
-        gap_y, gap_x = max(1, round(0.15 * H)), max(1, round(0.15 * W))
+        gap_y, gap_x = max(1, round(self.key_gap * H)), max(1, round(self.key_gap * W))
         if top:
             ry0, ry1 = min(ky + k + gap_y, H - 2), H
         else:
@@ -306,7 +316,7 @@ class SyntheticContextDataset(Dataset):
         image[ky:ky + k, kx:kx + k] = KEY_FRAME_COLOUR
         b = 1 if k < 8 else 2
         image[ky + b:ky + k - b, kx + b:kx + k - b] = KEY_COLOURS[CONTEXT_CLASSES.index(cls)]
-        label[ky:ky + k, kx:kx + k] = IGNORE_INDEX
+        label[ky:ky + k, kx:kx + k] = cls if self.key_label == "class" else IGNORE_INDEX
 
         image += rng.standard_normal((H, W, 3), dtype=np.float32) * np.float32(_NOISE_SIGMA)
         np.clip(image, 0, 255, out=image)
@@ -318,4 +328,5 @@ class SyntheticContextDataset(Dataset):
         _, label = self.render(index)
         ky, kx, k = self.layout(index)["key"]
         ctx = np.isin(label, CONTEXT_CLASSES)
+        ctx[ky:ky + k, kx:kx + k] = False
         return bool(ctx[ky:ky + k].any() or ctx[:, kx:kx + k].any())

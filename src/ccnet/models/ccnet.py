@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch.nn.functional as F
@@ -50,6 +51,7 @@ class CCNet(nn.Module):
         consistency: bool = False,
         embedding_channels: int = 16,
         align_corners: bool = True,
+        gamma_init: float = 0.0,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -82,6 +84,7 @@ class CCNet(nn.Module):
             act=head_act,
             dropout=dropout,
             embedding_channels=embedding_channels if consistency else None,
+            gamma_init=gamma_init,
         )
         self.aux_head = (
             FCNHead(stage3_channels, num_classes, channels=aux_channels, bias=aux_bias, norm=norm, act=head_act,
@@ -89,6 +92,21 @@ class CCNet(nn.Module):
             if aux
             else None
         )
+
+    def save_pretrained(self, directory: str | Path, **kwargs: Any) -> Path:
+        """Write ``model.safetensors`` + ``config.json`` to ``directory`` (atomically); keyword
+        arguments ``class_names``, ``palette``, ``mean``, ``std``: see :func:`ccnet.models.hub.save_pretrained`."""
+        from ccnet.models.hub import save_pretrained
+
+        return save_pretrained(self, directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> CCNet:
+        """The model saved by :meth:`save_pretrained` (eval mode), with ``class_names``,
+        ``palette``, ``mean`` and ``std`` attributes: see :func:`ccnet.models.hub.from_pretrained`."""
+        from ccnet.models.hub import from_pretrained
+
+        return from_pretrained(directory, **kwargs)
 
     @property
     def recurrence(self) -> int:

@@ -68,8 +68,9 @@ def _criss_cross(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
         # energy[..., i, j] = <q at i, k at j> on each line along this axis.
         energy = lines(q, axis) @ lines(k, axis).transpose(-1, -2)
         if axis != last:
-            # The product's own output, not needed by its backward: safe to edit in place.
-            energy.diagonal(dim1=-2, dim2=-1).fill_(float("-inf"))
+            # The product's own output, not needed by its backward: safe to edit in place. A mask on
+            # the whole matrix, not fill_ on a diagonal view: torch.export (ONNX) rejects view writes.
+            energy.masked_fill_(torch.eye(energy.shape[-1], dtype=torch.bool, device=energy.device), float("-inf"))
         energies.append(energy.movedim(-2, axis))  # (B, *spatial, L_axis)
     attention = torch.softmax(torch.cat(energies, dim=-1), dim=-1).to(value.dtype)
 
