@@ -42,7 +42,7 @@ def test_any_size(size):
         assert label.shape == size and label.dtype == np.uint8
         values = set(np.unique(label).tolist())
         assert values <= set(range(ds.info.num_classes)) | {255}
-        assert 255 in values and values & set(CONTEXT_CLASSES)  # a key and its grey objects
+        assert values & set(CONTEXT_CLASSES)  # a key (labelled with its class) and its grey objects
 
 
 def test_getitem_contract():
@@ -83,13 +83,15 @@ def test_context_classes_look_the_same_and_the_key_decides():
         assert len(classes) == 1  # one key, one context class per image
         (cls,) = classes
         assert cls == scene["key_class"]
-        pixels = image[label == cls].astype(np.float64)
+        ky, kx, k = scene["key"]
+        objects = label == cls
+        objects[ky:ky + k, kx:kx + k] = False  # the key itself carries its class label
+        pixels = image[objects].astype(np.float64)
         # Neutral grey: no channel carries the class.
         assert np.abs(pixels.mean(0) - pixels.mean()).max() < 3
         level[cls].append(pixels.mean())
         noise[cls].append(pixels.std(0).mean())
         # The key's colour (centre of the marker) is the colour of the class.
-        ky, kx, k = scene["key"]
         centre = image[ky + k // 2 - 1:ky + k // 2 + 1, kx + k // 2 - 1:kx + k // 2 + 1].reshape(-1, 3).mean(0)
         distances = [np.linalg.norm(centre - np.array(c)) for c in KEY_COLOURS]
         assert CONTEXT_CLASSES[int(np.argmin(distances))] == cls
@@ -108,6 +110,7 @@ def test_key_is_on_no_row_or_column_of_its_objects_and_far_away():
     for (_, label), scene in scenes:
         ky, kx, k = scene["key"]
         ctx = np.isin(label, CONTEXT_CLASSES)
+        ctx[ky:ky + k, kx:kx + k] = False  # the key square is labelled with its class too
         shares += bool(ctx[ky:ky + k].any() or ctx[:, kx:kx + k].any())
         ys, xs = np.nonzero(ctx)
         dy = np.maximum(0, np.maximum(ky - ys, ys - (ky + k - 1)))
@@ -118,11 +121,18 @@ def test_key_is_on_no_row_or_column_of_its_objects_and_far_away():
     assert np.median(nearest) > 25 and np.min(nearest) > 15  # pixels, at 128x128
 
 
-def test_local_classes_present_and_key_ignored():
+def test_local_classes_present_and_key_labelled_with_its_class():
     _, scenes = _scenes(n=60)
     seen = set()
     for (_, label), scene in scenes:
         seen |= set(np.unique(label).tolist())
         ky, kx, k = scene["key"]
-        assert (label[ky:ky + k, kx:kx + k] == 255).all() and (label == 255).sum() == k * k
-    assert set(LOCAL_CLASSES) | set(CONTEXT_CLASSES) | {0, 255} == seen
+        assert (label[ky:ky + k, kx:kx + k] == scene["key_class"]).all()
+    assert set(LOCAL_CLASSES) | set(CONTEXT_CLASSES) | {0} <= seen
+
+
+def test_key_can_be_ignored_instead():
+    ds = SyntheticContextDataset("val", size=(128, 128), num_samples=2, key_label="ignore")
+    (_, label), scene = ds.render(0), ds.layout(0)
+    ky, kx, k = scene["key"]
+    assert (label[ky:ky + k, kx:kx + k] == 255).all()
