@@ -15,7 +15,7 @@ TINY = [
 ]
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "prepare", "demo"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "convert", "export", "prepare", "demo"])
 def test_every_option_is_explained(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
@@ -104,3 +104,17 @@ def test_bad_image_inside_a_loader_worker_is_one_line_naming_the_file(tmp_path, 
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "scene1.png" in err, err
+
+
+def test_export_a_training_checkpoint_and_use_the_saved_model_folder(checkpoint, tmp_path, capsys):
+    onnx_path = tmp_path / "model.onnx"
+    assert main(["export", str(checkpoint), str(onnx_path), "--size", "37", "53"]) == 0, capsys.readouterr().err
+    assert onnx_path.stat().st_size > 0
+    # The trainer also leaves the final model in ccnet's own format; predict reads it directly.
+    model_dir = checkpoint.parents[1] / "model"
+    assert (model_dir / "model.safetensors").is_file() and (model_dir / "config.json").is_file()
+    image = tmp_path / "in.png"
+    Image.fromarray(SyntheticContextDataset("val", num_samples=1, size=(40, 56)).render(0)[0]).save(image)
+    assert main(["predict", "--checkpoint", str(model_dir), str(image), "--output", str(tmp_path / "out"),
+                 "--no-progress"]) == 0
+    assert np.asarray(Image.open(tmp_path / "out" / "in.png")).shape == (40, 56)

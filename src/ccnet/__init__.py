@@ -5,6 +5,7 @@ Subpackages: :mod:`ccnet.ops` (functional operators), :mod:`ccnet.nn` (layers),
 """
 
 from ccnet import losses, models, nn, ops
+from ccnet.interop import convert, export_onnx, init_backbone_from, load_backbone, load_pretrained
 from ccnet.models import CCNet, create_model
 from ccnet.nn import CrissCrossAttention, CrissCrossAttention3d, RCCAHead
 from ccnet.ops import criss_cross_attention, criss_cross_attention_3d
@@ -17,9 +18,14 @@ __all__ = [
     "CrissCrossAttention3d",
     "RCCAHead",
     "__version__",
+    "convert",
     "create_model",
     "criss_cross_attention",
     "criss_cross_attention_3d",
+    "export_onnx",
+    "init_backbone_from",
+    "load_backbone",
+    "load_pretrained",
     "losses",
     "models",
     "nn",

@@ -1,4 +1,4 @@
-"""The ``ccnet`` command line: train, evaluate, predict, prepare, demo.
+"""The ``ccnet`` command line: train, evaluate, predict, convert, export, prepare, demo.
 
 User mistakes (missing dataset root, unknown config key, wrong checkpoint for the config, bad
 image) end with a one-line error and exit status 2, never a stack trace.
@@ -55,13 +55,16 @@ def _config(items: Sequence[str]):
 
 
 def _model_from_checkpoint(path: str, items: Sequence[str]):
-    """Model (eval mode), config and dataset info of a training checkpoint. A config given on
-    the command line must describe the same model; overrides apply on top."""
+    """Model (eval mode), config and dataset info of a training checkpoint or a ccnet model
+    folder (``save_pretrained``, ``ccnet convert``). A config given on the command line must
+    describe the same model; overrides apply on top."""
     from ccnet.config import apply_overrides, config_from_dict, load_config
     from ccnet.engine.build import build_model
     from ccnet.engine.checkpoint import load_checkpoint
     from ccnet.engine.trainer import check_compatible, info_from_dict
 
+    if Path(path).is_dir():
+        return _model_from_folder(path, items)
     checkpoint = load_checkpoint(path)
     config_path, overrides = _split_config_and_overrides(items)
     if config_path is not None:
@@ -79,6 +82,24 @@ def _model_from_checkpoint(path: str, items: Sequence[str]):
     missing, unexpected = model.load_state_dict(checkpoint["model"], strict=False)
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return model.eval(), config, info
+
+
+def _model_from_folder(path: str, items: Sequence[str]):
+    """A saved ccnet model folder: its own model settings; data and eval settings from the
+    command line (defaults otherwise)."""
+    from ccnet.data.info import DatasetInfo
+    from ccnet.interop import load_pretrained
+
+    model = load_pretrained(path)
+    config = _config(items)
+    config.model.align_corners = model.align_corners
+    if getattr(model, "mean", None) is not None:
+        config.data.mean, config.data.std = list(model.mean), list(model.std)
+    names = tuple(getattr(model, "class_names", None) or (f"class_{i}" for i in range(model.num_classes)))
+    palette = getattr(model, "palette", None) or [((i * 67) % 256, (i * 131) % 256, (i * 199) % 256)
+                                                  for i in range(model.num_classes)]
+    info = DatasetInfo(Path(path).name, names, tuple(tuple(c) for c in palette))
     return model.eval(), config, info
 
 
@@ -148,6 +169,26 @@ def _predict(args: argparse.Namespace) -> int:
                              infer_kwargs=infer_kwargs(config, info), mean=config.data.mean, std=config.data.std,
                              batch_size=args.batch_size, progress=not args.no_progress)
     print(f"{len(written)} predictions written to {args.output} (<name>.png, <name>_color.png, <name>_overlay.png)")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from ccnet.interop import convert
+
+    destination = convert(args.src, args.dst, format=args.format, num_classes=args.num_classes)
+    print(f"wrote {destination} (model.safetensors + config.json); load it with ccnet.load_pretrained")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ccnet.interop import export_onnx
+
+    source = args.model
+    if Path(source).is_file() and source.endswith(".pt"):
+        source, _, _ = _model_from_checkpoint(source, [])  # a training checkpoint
+    result = export_onnx(source, args.output, opset=args.opset, height=args.size[0], width=args.size[1],
+                         check=not args.no_check, normalize=args.normalize)
+    print(f"wrote {args.output}: {result}")
     return 0
 
 
@@ -250,6 +291,29 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("sbd_root", nargs="?", help="voc-aug only: the SBD root (with dataset/cls/*.mat)")
     prep.set_defaults(func=_prepare)
 
+    conv = sub.add_parser("convert", help="convert official CCNet / mmsegmentation weights to a ccnet model folder",
+                          description="Read a published checkpoint (official CCNet .pth, mmsegmentation .pth, a ccnet "
+                                      "folder) and write model.safetensors + config.json (class names, palette, "
+                                      "normalisation) to DST. See docs/interop.md.")
+    conv.add_argument("src", help="the checkpoint file (or state-dict file) to read")
+    conv.add_argument("dst", help="the model folder to write (created; an existing ccnet folder is replaced)")
+    conv.add_argument("--format", default="auto", help="auto (detect), official, mmseg or ccnet (default: auto)")
+    conv.add_argument("--num-classes", type=int, help="expected number of classes (checked against the weights)")
+    conv.set_defaults(func=_convert)
+
+    export = sub.add_parser("export", help="export a model to ONNX (dynamic height/width), checked with onnxruntime",
+                            description="Export to ONNX with dynamic batch, height and width, then compare "
+                                        "onnxruntime with PyTorch on random inputs of odd and non-square sizes.")
+    export.add_argument("model", help="a ccnet model folder, a training checkpoint (.pt) or a published checkpoint")
+    export.add_argument("output", help="the .onnx file to write")
+    export.add_argument("--opset", type=int, default=18, help="ONNX opset, 17 or newer (default: %(default)s)")
+    export.add_argument("--size", type=int, nargs=2, default=(512, 1024), metavar=("H", "W"),
+                        help="example input size used for tracing and checking (default: 512 1024)")
+    export.add_argument("--normalize", action="store_true",
+                        help="bake the input normalisation into the graph (the model then takes 0..255 RGB)")
+    export.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    export.set_defaults(func=_export)
+
     demo = sub.add_parser("demo", help="a few training steps of a full-size CCNet on random data",
                           description=_demo.__doc__)
     demo.add_argument("--preset", default="ccnet_official_cityscapes", choices=sorted(PRESETS),
@@ -280,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, FloatingPointError, KeyError) as error:
+    except (ValueError, TypeError, OSError, FloatingPointError, KeyError) as error:
         print(f"ccnet {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

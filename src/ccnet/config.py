@@ -119,6 +119,9 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto (float16 on CUDA, off on CPU) | off | bf16 | fp16
     channels_last: bool = False
+    # ImageNet (torchvision or deep-stem) or segmentation weights to start the backbone from;
+    # see ccnet.interop.init_backbone_from. Datasets and weights are never downloaded.
+    pretrained_backbone: str | None = None
     log_interval: int = 20
     checkpoint_interval: int = 200
     num_visualizations: int = 4

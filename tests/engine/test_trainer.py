@@ -13,7 +13,7 @@ from ccnet.engine.trainer import Trainer, poly_lr_factor
 
 TINY = [
     "data.synthetic_size=[48, 48]", "data.synthetic_val_samples=2", "data.batch_size=2", "data.workers=0",
-    "model.head_channels=16", "model.aux_channels=8", "optim.iterations=4", "log_interval=1",
+    "model.head_channels=16", "model.aux=true", "model.aux_channels=8", "optim.iterations=4", "log_interval=1",
     "checkpoint_interval=100", "num_visualizations=1",
 ]
 

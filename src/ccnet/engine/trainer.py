@@ -139,6 +139,10 @@ class Trainer:
         torch.manual_seed(config.seed + ctx.rank)
         np.random.seed((config.seed + ctx.rank) % 2**32)  # noqa: NPY002
         model: nn.Module = build_model(config, self.info.num_classes)
+        if config.pretrained_backbone and self.resume is None:
+            from ccnet.interop import init_backbone_from
+
+            init_backbone_from(model, config.pretrained_backbone)
         if ctx.distributed and config.model.norm == "bn":
             model = convert_sync_batchnorm(model)
         model = model.to(ctx.device)
@@ -302,6 +306,7 @@ class Trainer:
         if iteration >= config.optim.iterations:
             metrics = self._evaluate(iteration, final=True)
             self._save_checkpoint(iteration)
+            self._save_model()
             self._visualize()
         if self.writer is not None:
             self.writer.close()
@@ -347,6 +352,17 @@ class Trainer:
                 result = {"iteration": iteration, **metrics.to_dict(), "class_names": list(self.info.class_names)}
                 (self.output_dir / "metrics.json").write_text(json.dumps(result, indent=2))
         return metrics
+
+    def _save_model(self) -> None:
+        """The trained model in ccnet's own format (safetensors + config.json with class names)."""
+        if self.ctx.is_main:
+            self.model.save_pretrained(
+                self.output_dir / "model",
+                class_names=self.info.class_names,
+                palette=self.info.palette,
+                mean=self.config.data.mean,
+                std=self.config.data.std,
+            )
 
     def _visualize(self) -> None:
         """Image | ground truth | prediction strips for the first validation samples."""

@@ -1,0 +1,261 @@
+"""ccnet's own model format: a folder with ``model.safetensors`` and ``config.json``.
+
+``config.json`` holds everything needed to rebuild the model and use it::
+
+    {
+      "format": "ccnet", "format_version": 1, "ccnet_version": "0.1.0",
+      "model": {...},                 # CCNet constructor arguments (model.config)
+      "id2label": {"0": "road", ...}, # or null
+      "palette": [[128, 64, 128], ...],  # or null
+      "mean": [...], "std": [...],    # input normalisation, 0..255 pixel units, RGB order
+      "source": {...}                 # optional: what the weights were converted from
+    }
+
+The weights are a safetensors file (no pickle: loading it cannot run code). Both files are
+written into a temporary folder next to the target, which is then renamed into place, so a
+crash never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD
+
+if TYPE_CHECKING:
+    from ccnet.models.ccnet import CCNet
+
+__all__ = [
+    "CONFIG_NAME",
+    "FORMAT_VERSION",
+    "WEIGHTS_NAME",
+    "from_pretrained",
+    "is_pretrained_dir",
+    "read_pretrained_config",
+    "save_pretrained",
+]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+_OWN_FILES = frozenset({CONFIG_NAME, WEIGHTS_NAME})
+
+
+def is_pretrained_dir(path: str | Path) -> bool:
+    """True for a folder holding a ccnet ``config.json`` (the weights are checked on loading)."""
+    path = Path(path)
+    return path.is_dir() and (path / CONFIG_NAME).is_file()
+
+
+def _check_labels(num_classes: int, class_names: Sequence[str] | None,
+                  palette: Sequence[Sequence[int]] | None) -> tuple[list[str] | None, list[list[int]] | None]:
+    names = None
+    if class_names is not None:
+        names = [str(name) for name in class_names]
+        if len(names) != num_classes:
+            raise ValueError(f"{len(names)} class names for a model with {num_classes} classes")
+    colours = None
+    if palette is not None:
+        colours = [[int(c) for c in colour] for colour in palette]
+        if len(colours) != num_classes:
+            raise ValueError(f"{len(colours)} palette colours for a model with {num_classes} classes")
+        if any(len(colour) != 3 or not all(0 <= c <= 255 for c in colour) for colour in colours):
+            raise ValueError("palette colours must be [r, g, b] triples in 0..255")
+    return names, colours
+
+
+def _check_norm(name: str, values: Sequence[float]) -> list[float]:
+    values = [float(v) for v in values]
+    if len(values) != 3:
+        raise ValueError(f"{name} must have 3 values (R, G, B), got {values}")
+    if name == "std" and any(v <= 0 for v in values):
+        raise ValueError(f"std must be positive, got {values}")
+    return values
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # not supported on every platform/filesystem
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_pretrained(
+    model: CCNet,
+    directory: str | Path,
+    *,
+    class_names: Sequence[str] | None = None,
+    palette: Sequence[Sequence[int]] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    source: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` to ``directory`` (``model.safetensors`` + ``config.json``), atomically.
+
+    ``class_names``/``palette``/``mean``/``std`` default to the model's own attributes of those
+    names (set by :func:`from_pretrained` and the converters), then to none / ImageNet statistics.
+    An existing ccnet model folder at ``directory`` is replaced; any other non-empty folder is
+    refused (nothing of the user's is ever deleted). Returns the folder.
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory).absolute()
+    config = getattr(model, "config", None)
+    if not isinstance(config, dict):
+        raise TypeError(f"save_pretrained needs a CCNet (with a .config dict), got {type(model).__name__}")
+    if directory.exists():
+        if not directory.is_dir():
+            raise FileExistsError(f"{directory}: exists and is not a folder")
+        foreign = sorted(p.name for p in directory.iterdir() if p.name not in _OWN_FILES)
+        if foreign:
+            raise FileExistsError(f"{directory}: folder exists and holds other files ({', '.join(foreign[:3])}"
+                                  f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty folder")
+
+    num_classes = int(config["num_classes"])
+    names, colours = _check_labels(
+        num_classes,
+        class_names if class_names is not None else getattr(model, "class_names", None),
+        palette if palette is not None else getattr(model, "palette", None),
+    )
+    mean = _check_norm("mean", mean if mean is not None else getattr(model, "mean", None) or IMAGENET_MEAN)
+    std = _check_norm("std", std if std is not None else getattr(model, "std", None) or IMAGENET_STD)
+    if source is None:
+        source = getattr(model, "pretrained_source", None)
+
+    from ccnet import __version__
+
+    document = {
+        "format": "ccnet",
+        "format_version": FORMAT_VERSION,
+        "ccnet_version": __version__,
+        "model": config,
+        "id2label": None if names is None else {str(i): name for i, name in enumerate(names)},
+        "palette": colours,
+        "mean": mean,
+        "std": std,
+    }
+    if source:
+        document["source"] = dict(source)
+    text = json.dumps(document, indent=2) + "\n"
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
+    old = None
+    try:
+        save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
+        with open(tmp / CONFIG_NAME, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with open(tmp / WEIGHTS_NAME, "rb+") as handle:
+            os.fsync(handle.fileno())
+        _fsync_dir(tmp)
+        if directory.exists():
+            # A folder cannot be renamed over a non-empty one: move the old model aside first,
+            # so that the target always holds either the old or the new model, both complete.
+            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".old", dir=directory.parent))
+            os.replace(directory, old / directory.name)
+        os.replace(tmp, directory)
+        _fsync_dir(directory.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and (old / directory.name).exists() and not directory.exists():
+            os.replace(old / directory.name, directory)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def read_pretrained_config(directory: str | Path) -> dict[str, Any]:
+    """The parsed and checked ``config.json`` of a ccnet model folder."""
+    directory = Path(directory)
+    path = directory / CONFIG_NAME
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: not a folder (a ccnet model is a folder with {CONFIG_NAME} "
+                                f"and {WEIGHTS_NAME})")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; {directory} is not a ccnet model folder")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(document, dict) or document.get("format") != "ccnet":
+        raise ValueError(f"{path}: not a ccnet model config (no \"format\": \"ccnet\")")
+    version = document.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"{path}: bad format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {version} is newer than this ccnet supports "
+                         f"({FORMAT_VERSION}); upgrade ccnet-pytorch")
+    if not isinstance(document.get("model"), dict) or "num_classes" not in document["model"]:
+        raise ValueError(f"{path}: no \"model\" constructor config with num_classes")
+    return document
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found")
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path}: not a readable safetensors file (truncated or corrupt?): {first}") from None
+
+
+def from_pretrained(directory: str | Path, *, map_location: str | torch.device = "cpu") -> CCNet:
+    """Rebuild a model written by :func:`save_pretrained`, in eval mode.
+
+    The returned model also carries ``class_names`` (tuple or None), ``palette`` (tuple of RGB
+    tuples or None), ``mean`` and ``std`` (tuples, 0..255 pixel units, RGB) and
+    ``pretrained_source`` (dict or None).
+    """
+    from ccnet.interop.loading import load_state_dict_checked
+    from ccnet.models.ccnet import CCNet
+
+    directory = Path(directory)
+    document = read_pretrained_config(directory)
+    config_path = directory / CONFIG_NAME
+    try:
+        model = CCNet(**document["model"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{config_path}: cannot build the model from its config: {error}") from None
+    weights_path = directory / WEIGHTS_NAME
+    state = _read_weights(weights_path)
+    load_state_dict_checked(model, state, source=str(weights_path))
+    model.eval()
+
+    id2label = document.get("id2label")
+    names = None
+    if id2label is not None:
+        try:
+            names = [id2label[str(i)] for i in range(model.num_classes)]
+        except (KeyError, TypeError):
+            raise ValueError(f"{config_path}: id2label must map every class id 0..{model.num_classes - 1} "
+                             f"to a name") from None
+    names, colours = _check_labels(model.num_classes, names, document.get("palette"))
+    model.class_names = None if names is None else tuple(names)
+    model.palette = None if colours is None else tuple(tuple(c) for c in colours)
+    model.mean = tuple(_check_norm("mean", document.get("mean", IMAGENET_MEAN)))
+    model.std = tuple(_check_norm("std", document.get("std", IMAGENET_STD)))
+    model.pretrained_source = document.get("source")
+    return model.to(map_location)
