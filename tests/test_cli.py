@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ccnet.cli import build_parser, main
@@ -118,3 +119,25 @@ def test_export_a_training_checkpoint_and_use_the_saved_model_folder(checkpoint,
     assert main(["predict", "--checkpoint", str(model_dir), str(image), "--output", str(tmp_path / "out"),
                  "--no-progress"]) == 0
     assert np.asarray(Image.open(tmp_path / "out" / "in.png")).shape == (40, 56)
+
+
+def test_default_train_at_reduced_size_beats_chance(tmp_path, capsys):
+    """The embedded default job (only smaller and shorter) finishes and beats the best constant guess."""
+    from ccnet.engine.metrics import ConfusionMatrix
+
+    out = tmp_path / "run"
+    argv = ["train", "data.synthetic_size=[96, 96]", "optim.iterations=100", "data.synthetic_val_samples=8",
+            "num_visualizations=1", "--output", str(out), "--no-progress"]
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    val = SyntheticContextDataset("val", num_samples=8, size=(96, 96), seed=0)
+    constant = ConfusionMatrix(val.info.num_classes)
+    for i in range(len(val)):
+        label = torch.from_numpy(val.render(i)[1]).long()
+        constant.update(torch.zeros_like(label), label)  # everything background: the majority class
+    chance = constant.compute()
+    assert metrics["miou"] > chance.miou + 0.05, (metrics["miou"], chance.miou)
+    assert metrics["mean_accuracy"] > chance.mean_accuracy + 0.1, (metrics["mean_accuracy"], chance.mean_accuracy)
+    assert metrics["pixel_accuracy"] > chance.pixel_accuracy
+    assert (out / "model" / "model.safetensors").is_file() and list((out / "predictions").glob("*.png"))
+    assert "mIoU" in capsys.readouterr().out
