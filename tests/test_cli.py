@@ -126,7 +126,7 @@ def test_default_train_at_reduced_size_beats_chance(tmp_path, capsys):
     from ccnet.engine.metrics import ConfusionMatrix
 
     out = tmp_path / "run"
-    argv = ["train", "data.synthetic_size=[96, 96]", "optim.iterations=100", "data.synthetic_val_samples=8",
+    argv = ["train", "data.synthetic_size=[96, 96]", "optim.iterations=200", "data.synthetic_val_samples=8",
             "num_visualizations=1", "--output", str(out), "--no-progress"]
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -136,8 +136,8 @@ def test_default_train_at_reduced_size_beats_chance(tmp_path, capsys):
         label = torch.from_numpy(val.render(i)[1]).long()
         constant.update(torch.zeros_like(label), label)  # everything background: the majority class
     chance = constant.compute()
-    assert metrics["miou"] > chance.miou + 0.05, (metrics["miou"], chance.miou)
-    assert metrics["mean_accuracy"] > chance.mean_accuracy + 0.1, (metrics["mean_accuracy"], chance.mean_accuracy)
+    assert metrics["miou"] > chance.miou + 0.1, (metrics["miou"], chance.miou)
+    assert metrics["mean_accuracy"] > chance.mean_accuracy + 0.2, (metrics["mean_accuracy"], chance.mean_accuracy)
     assert metrics["pixel_accuracy"] > chance.pixel_accuracy
     assert (out / "model" / "model.safetensors").is_file() and list((out / "predictions").glob("*.png"))
     assert "mIoU" in capsys.readouterr().out
