@@ -103,22 +103,43 @@ def test_context_classes_look_the_same_and_the_key_decides():
     assert max(stds) - min(stds) < 1.0 and all(6 < s < 10 for s in stds), stds
 
 
-def test_key_is_on_no_row_or_column_of_its_objects_and_far_away():
+def _key_geometry(label, scene):
+    """(grey pixels share a row or column with the key, fraction of grey pixels that do,
+    distance in pixels from the key square to the nearest grey pixel)."""
+    ky, kx, k = scene["key"]
+    ctx = np.isin(label, CONTEXT_CLASSES)
+    ctx[ky:ky + k, kx:kx + k] = False  # the key square is labelled with its class too
+    on_line = ctx.copy()
+    on_line[:ky] = on_line[ky + k:] = False
+    on_line[:, kx:kx + k] |= ctx[:, kx:kx + k]
+    ys, xs = np.nonzero(ctx)
+    dy = np.maximum(0, np.maximum(ky - ys, ys - (ky + k - 1)))
+    dx = np.maximum(0, np.maximum(kx - xs, xs - (kx + k - 1)))
+    return bool(on_line.any()), on_line.sum() / ctx.sum(), np.sqrt(dy**2 + dx**2).min()
+
+
+def test_key_usually_on_no_row_or_column_of_its_objects_and_far_away():
     ds, scenes = _scenes()
-    shares = 0
-    nearest = []
+    shares, fractions, nearest = [], [], []
     for (_, label), scene in scenes:
-        ky, kx, k = scene["key"]
-        ctx = np.isin(label, CONTEXT_CLASSES)
-        ctx[ky:ky + k, kx:kx + k] = False  # the key square is labelled with its class too
-        shares += bool(ctx[ky:ky + k].any() or ctx[:, kx:kx + k].any())
-        ys, xs = np.nonzero(ctx)
-        dy = np.maximum(0, np.maximum(ky - ys, ys - (ky + k - 1)))
-        dx = np.maximum(0, np.maximum(kx - xs, xs - (kx + k - 1)))
-        nearest.append(np.sqrt(dy**2 + dx**2).min())
-    assert shares / len(scenes) <= 0.02
-    assert not ds.key_shares_line(0)
-    assert np.median(nearest) > 25 and np.min(nearest) > 15  # pixels, at 128x128
+        share, fraction, distance = _key_geometry(label, scene)
+        # Only the optional "aligned" object (one hop for R=1) may share the key's rows/columns.
+        assert share == bool(scene["aligned"])
+        shares.append(share)
+        fractions.append(fraction)
+        nearest.append(distance)
+    shares, nearest = np.array(shares), np.array(nearest)
+    assert abs(shares.mean() - ds.aligned_prob) < 0.1  # scenes with an aligned object
+    assert np.mean(fractions) < 0.35  # ~73% of grey pixels are on none of the key's rows/columns
+    assert ds.key_shares_line(int(np.argmax(shares))) and not ds.key_shares_line(int(np.argmin(shares)))
+    # Far away (pixels at 128x128; the gap is 20% of the side in rows and in columns).
+    assert nearest[~shares].min() >= 25 * np.sqrt(2) and np.median(nearest[~shares]) > 45
+    assert nearest[shares].min() >= 25
+
+
+def test_no_aligned_objects_means_no_shared_lines():
+    ds = SyntheticContextDataset("train", size=(128, 128), aligned_prob=0.0)
+    assert not any(ds.key_shares_line(i) for i in range(100))
 
 
 def test_local_classes_present_and_key_labelled_with_its_class():

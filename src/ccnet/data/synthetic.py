@@ -4,47 +4,50 @@ Why it exists: criss-cross attention is meant to carry information across the wh
 R=2 loops every pixel reaches every pixel). On natural images that benefit is a few mIoU points
 after days of GPU training; here it must show in minutes on a CPU. So the scenes contain pixels
 whose class **cannot** be told from their neighbourhood and is decided by content **far away,
-on other rows and columns**, next to ordinary locally-recognisable classes.
+mostly on other rows and columns**, next to ordinary locally-recognisable classes.
 
 Scene (every random draw comes from ``numpy.random.default_rng([seed, crc32(split), index])``, so
 a sample is a pure function of ``(seed, split, index)``; train and val never share a stream):
 
 * **background** (class 0): a dark, tinted, slowly varying colour (level 25..95 plus a linear
   gradient), never as bright as the objects.
-* **local classes** (1..3), 1-3 objects each image, rectangles or ellipses anywhere:
+* **local classes** (1..3), 1-3 objects per image, rectangles or ellipses anywhere:
   ``stripes`` (yellow/dark stripes, period 4-9 px, random orientation), ``checker``
   (magenta/light checkerboard, 2-5 px squares), ``solid`` (flat orange). A few pixels of
   neighbourhood suffice to recognise them.
 * **context classes** (4..6): 1-3 *plain neutral-grey* objects (rectangles or ellipses). Their
-  look is drawn from one distribution regardless of class (grey level 140..200, shape, size,
-  noise), and every grey object of an image has the same class: ``context_red``,
-  ``context_green`` or ``context_blue``, the colour of the image's single **key marker**.
-* **key marker** (label 255, ignored): a small square (side ~12% of the shorter image side)
-  of the key colour inside a light frame, so it is easy to spot whatever its colour. It sits in
-  one corner zone (centre at 5-32% of the height from the top or bottom, likewise for the
-  width); the grey objects are confined to the rectangle that is *disjoint in rows and in
-  columns* from the key, with a further gap of ~15% of the side. So no grey pixel shares a row
-  or column with the key (:meth:`SyntheticContextDataset.key_shares_line` checks it), and grey
-  pixels are ~25-140 px away from it at 128x128.
+  look is drawn from one distribution whatever the class (grey level 140..200, shape, size,
+  noise); every grey object of an image has the class of the image's single **key marker**:
+  ``context_red``, ``context_green`` or ``context_blue``, the colour of the key.
+* **key marker**: a square of the key colour in a light frame (easy to spot whatever its colour),
+  side ``key_size`` (25%) of the shorter image side, in a corner zone (within 3..35% of the side
+  from one horizontal and one vertical edge, corner drawn at random). Its pixels carry the class
+  it encodes (``key_label="class"``; ``"ignore"`` labels them 255 instead): supervising the key
+  locally makes the backbone learn key-colour features early, which the attention then carries.
+* **geometry**: the grey objects lie in the rectangle on the far side of the key, beyond a gap of
+  ``key_gap`` (20%) of the side *in rows and in columns*, so they share no row or column with the
+  key and are ~55-260 px from it at 192x192. Except one: with probability ``aligned_prob`` (0.5)
+  the first grey object is centred on the key's rows (or columns), still beyond the gap along the
+  other axis. About half the scenes have such an object, ~27% of the grey pixels lie on it.
 * i.i.d. Gaussian pixel noise (sigma 8) on everything, so no class is a single pixel value.
 
 What each CCNet variant can do with that:
 
-* no attention (R=0): a pixel's features come from the dilated ResNet, whose *effective*
-  receptive field is far smaller than its theoretical one (~500 px); within a short training the
-  key is out of reach for most grey pixels, so context classes are a guess among three.
-* R=1: a grey pixel attends to its row and column. They cross the key's column and row
-  (not the key), at pixels ~|row offset| or ~|column offset| from it: closer than the key is to
-  the grey pixel, so the conv features there carry *some* key information.
-* R=2: the first loop writes the key colour into every pixel of the key's row and column; the
-  second loop reads it from where the grey pixel's row and column cross them. Full information.
+* no attention (R=0): a pixel's features come from the dilated ResNet. Its theoretical receptive
+  field (~500 px) covers the scene, but reading a key tens of feature cells away is slow to learn:
+  at 96x96 a conv-only CCNet learns the key relation in ~100 iterations, at 160x160 in ~400, at
+  192x192 (output stride 16) not within 500. So the default scenes leave R=0 guessing.
+* R=1: a pixel attends to its row and column: it sees the key directly only from the aligned
+  objects (one hop), elsewhere only what conv features where its lines cross the key's lines
+  carry. It learns part of the context classes.
+* R=2: the first loop writes the key into every pixel of the key's row and column; the second
+  reads it where the grey pixel's row and column cross them: every grey pixel can see the key.
 
-Image size: any ``(H, W)`` works (sizes scale with the image; margins are clamped for tiny
-images, where the row/column disjointness may then fail). The default 128x128 gives 16x16
-features at output stride 8: large enough that key-to-object distances (several feature cells
-up to the whole map) exceed what a briefly trained conv net uses, small enough that a
-ResNet-18 CCNet trains for hundreds of iterations in a few CPU minutes. Rendering is vectorised
-numpy, about 1 ms per 128x128 image, so it runs inside the training loop.
+Size: any ``(H, W)`` works (all lengths scale with the image; for tiny images margins are
+clamped and the row/column separation may fail). The default 192x192 is what the default job
+trains on (ResNet-18 CCNet at output stride 16: 12x12 features, ~50 ms per image for a training
+step on 2 CPU threads); ``benchmarks/context_ranking.py`` holds the measurements. Rendering is
+vectorised numpy, ~1-2 ms per image, so it runs inside the training loop.
 """
 
 from __future__ import annotations
@@ -152,12 +155,13 @@ class SyntheticContextDataset(Dataset):
         split: str = "train",
         *,
         num_samples: int | None = None,
-        size: tuple[int, int] = (128, 128),
+        size: tuple[int, int] = (192, 192),
         seed: int = 0,
         transform: Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, torch.Tensor]] | None = None,
         key_size: float = 0.25,
         key_label: str = "class",
         key_gap: float = 0.2,
+        aligned_prob: float = 0.5,
     ) -> None:
         if not isinstance(split, str) or not split:
             raise ValueError(f"split must be a non-empty string, got {split!r}")
@@ -174,6 +178,9 @@ class SyntheticContextDataset(Dataset):
             raise ValueError(f"key_size must be in (0, 0.5), got {key_size!r}")
         self.key_size = float(key_size)
         self.key_gap = float(key_gap)
+        if not 0 <= aligned_prob <= 1:
+            raise ValueError(f"aligned_prob must be in [0, 1], got {aligned_prob!r}")
+        self.aligned_prob = float(aligned_prob)
         self.key_label = key_label
         self.split = split
         self.size: tuple[int, int] = size  # type: ignore[assignment]
@@ -238,12 +245,20 @@ class SyntheticContextDataset(Dataset):
         grey = float(rng.uniform(140, 200))
         objects = []
         rh, rw = ry1 - ry0, rx1 - rx0
-        for _ in range(int(rng.integers(1, 4))):
+        # With probability ``aligned_prob`` the first grey object is centred on the key's rows
+        # (or columns) instead, still beyond the gap along the other axis: one criss-cross hop
+        # (R=1) reaches the key from there.
+        aligned = int(rng.integers(1, 3)) if rng.random() < self.aligned_prob else 0  # 1: rows, 2: columns
+        for i in range(int(rng.integers(1, 4))):
             h = _uniform_int(rng, max(2, round(0.3 * rh)), max(2, round(0.75 * rh)))
             w = _uniform_int(rng, max(2, round(0.3 * rw)), max(2, round(0.75 * rw)))
             h, w = min(h, rh), min(w, rw)
             y = ry0 + _uniform_int(rng, 0, rh - h)
             x = rx0 + _uniform_int(rng, 0, rw - w)
+            if i == 0 and aligned == 1:
+                y = int(np.clip(ky + _uniform_int(rng, 0, k - 1) - h // 2, 0, H - h))
+            elif i == 0 and aligned == 2:
+                x = int(np.clip(kx + _uniform_int(rng, 0, k - 1) - w // 2, 0, W - w))
             objects.append(("grey", (y, x, h, w), bool(rng.integers(2)), {}))
 
         locals_ = []
@@ -268,6 +283,7 @@ class SyntheticContextDataset(Dataset):
             "grey_region": region,
             "grey": grey,
             "grey_objects": objects,
+            "aligned": aligned,
             "local_objects": locals_,
             "background": background,
             "gradient": gradient,

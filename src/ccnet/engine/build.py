@@ -40,6 +40,7 @@ def build_dataset(config: Config, split: str) -> Any:
             num_samples=num_samples,
             size=tuple(data.synthetic_size),
             seed=config.seed,
+            aligned_prob=data.synthetic_aligned_prob,
         )
     from ccnet.data import DATASETS
     from ccnet.data import build_dataset as build_named

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ccnet.config import Config, ConfigError, config_from_dict
 from ccnet.data.info import DatasetInfo
 from ccnet.engine.build import build_criterion, build_model, build_train_dataset, build_val_dataset, infer_kwargs
-from ccnet.engine.checkpoint import atomic_save, load_checkpoint, rng_state, set_rng_state
+from ccnet.engine.checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
 from ccnet.engine.distributed import DistContext, all_reduce_mean, barrier, init_distributed
 from ccnet.engine.evaluate import evaluate
 from ccnet.engine.inference import infer
@@ -42,6 +42,17 @@ def poly_lr_factor(iteration: int, config: Config) -> float:
     if iteration < optim.warmup_iters:
         factor *= optim.warmup_ratio + (1 - optim.warmup_ratio) * iteration / optim.warmup_iters
     return factor
+
+
+def parameter_groups(model: nn.Module, lr: float, head_lr_mult: float) -> list[dict[str, Any]]:
+    """Trainable parameters as two SGD groups: the backbone at ``lr``, the rest (heads) at
+    ``lr * head_lr_mult``. The poly schedule scales both alike."""
+    backbone = {id(p) for p in model.backbone.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in trainable if id(p) in backbone], "lr": lr},
+        {"params": [p for p in trainable if id(p) not in backbone], "lr": lr * head_lr_mult},
+    ]
 
 
 def info_to_dict(info: DatasetInfo) -> dict[str, Any]:
@@ -161,7 +172,7 @@ class Trainer:
         self.criterion = build_criterion(config, self.info.ignore_index)
         optim = config.optim
         self.optimizer = torch.optim.SGD(
-            [p for p in model.parameters() if p.requires_grad],
+            parameter_groups(model, optim.lr, optim.head_lr_mult),
             lr=optim.lr,
             momentum=optim.momentum,
             weight_decay=optim.weight_decay,
@@ -350,7 +361,7 @@ class Trainer:
             tqdm.write(metrics.format_table(self.info.class_names))
             if final:
                 result = {"iteration": iteration, **metrics.to_dict(), "class_names": list(self.info.class_names)}
-                (self.output_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+                atomic_write_text(self.output_dir / "metrics.json", json.dumps(result, indent=2))
         return metrics
 
     def _save_model(self) -> None:

@@ -39,7 +39,9 @@ class _ResidualAttention(nn.Module):
                 f"channels, got shape {tuple(x.shape)}"
             )
         out = type(self).attend(self.query_conv(x), self.key_conv(x), self.value_conv(x))
-        return self.gamma * out + x
+        if not torch.is_grad_enabled() and out.dtype == x.dtype == torch.result_type(out, self.gamma):
+            return out.mul_(self.gamma).add_(x)  # inference: in place, no map-sized temporaries
+        return torch.addcmul(x, self.gamma, out)  # gamma * out + x in one op
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}"

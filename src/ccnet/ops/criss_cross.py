@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ccnet.ops.criss_cross_function import CrissCrossFunction, criss_cross_forward
+
 
 def _check_inputs(query: Tensor, key: Tensor, value: Tensor, spatial_dims: int) -> None:
     ndim = spatial_dims + 2
@@ -43,8 +45,10 @@ def _energy_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
-def _criss_cross(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-    """Criss-cross attention over every spatial axis of ``(B, C, *spatial)`` tensors.
+def _criss_cross_composite(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+    """Criss-cross attention over every spatial axis of ``(B, C, *spatial)`` tensors, written
+    with differentiable PyTorch ops only: what tracers and exporters (ONNX, ``torch.compile``)
+    see, and what double backward differentiates.
 
     Works in the channels-last view ``(B, *spatial, C)``. For spatial axis ``a`` every line along
     ``a`` is one batched ``(L_a, L_a)`` energy matrix; the centre is masked out of every axis but
@@ -92,6 +96,23 @@ def _memory_format_of(tensor: Tensor) -> torch.memory_format:
     if tensor.dim() == 5 and tensor.is_contiguous(memory_format=torch.channels_last_3d):
         return torch.channels_last_3d
     return torch.contiguous_format
+
+
+def _is_tracing() -> bool:
+    """Under torch.compile, torch.export / ONNX export or TorchScript tracing."""
+    return (torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
+            or torch.onnx.is_in_onnx_export())
+
+
+def _criss_cross(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+    """The memory-lean autograd function in eager mode, the composite under tracers."""
+    if _is_tracing():
+        return _criss_cross_composite(query, key, value)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)):
+        out = CrissCrossFunction.apply(query, key, value)
+    else:
+        out, _ = criss_cross_forward(query, key, value)  # inference: nothing to save
+    return out.contiguous(memory_format=_memory_format_of(value))
 
 
 def _without_autocast(fn, *tensors: Tensor) -> Tensor:

@@ -1,0 +1,100 @@
+"""Measuring time, peak memory and FLOPs of a callable, fairly on a noisy shared machine.
+
+* Time: candidates run round-robin (A, B, C, A, B, C, ...) after warm-up, so a burst of
+  background load hits all of them alike; the median is reported and ratios are taken between
+  medians of the same run.
+* Peak memory: CUDA's allocator statistics on GPU; on CPU, PyTorch's profiler memory timeline
+  (every tensor allocation and free), replayed to find the largest amount alive at once. Only
+  memory allocated inside the call counts: the inputs are excluded.
+* FLOPs: :class:`torch.utils.flop_counter.FlopCounterMode`, an independent counter of the
+  matmuls/convolutions actually dispatched.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def compare_times(
+    candidates: dict[str, Callable[[], object]],
+    device: torch.device | str = "cpu",
+    warmup: int = 2,
+    repeats: int = 10,
+    min_seconds: float = 0.0,
+) -> dict[str, list[float]]:
+    """Wall times in milliseconds of each candidate, measured round-robin.
+
+    Runs ``warmup`` untimed rounds, then at least ``repeats`` timed rounds (more until
+    ``min_seconds`` have passed). Returns every sample, per candidate.
+    """
+    device = torch.device(device)
+    for _ in range(warmup):
+        for fn in candidates.values():
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < repeats or time.perf_counter() - start < min_seconds:
+        for name, fn in candidates.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            samples[name].append((time.perf_counter() - t0) * 1e3)
+        rounds += 1
+    return samples
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str = "cpu") -> int:
+    """Largest number of bytes of tensors allocated during ``fn()`` and alive at the same time."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        _sync(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler._memory_profiler import Action
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        fn()
+    alive = peak = 0
+    for _, action, _, size in prof._memory_profile().timeline:
+        if action == Action.CREATE:
+            alive += size
+        elif action == Action.DESTROY:
+            alive -= size
+        peak = max(peak, alive)
+    return peak
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of ``fn()`` (2 per multiply-add) as PyTorch's FLOP counter sees them."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul_rate(size: int = 2048, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
+                repeats: int = 10) -> float:
+    """GFLOP/s of a ``size x size`` matrix multiply: the machine's practical ceiling."""
+    a = torch.randn(size, size, dtype=dtype, device=device)
+    b = torch.randn(size, size, dtype=dtype, device=device)
+    ms = median(compare_times({"mm": lambda: a @ b}, device=device, warmup=2, repeats=repeats)["mm"])
+    return 2 * size**3 / (ms * 1e-3) / 1e9

@@ -1,0 +1,116 @@
+"""Benchmark results as Markdown tables (for the README), JSON and a PNG plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ccnet.engine.checkpoint import atomic_write_text
+
+
+def op_table(rows: list[dict[str, Any]], ceiling_gflops: float | None = None) -> str:
+    """One line per configuration: times of each op, our speed-ups, GFLOP/s and peak memory."""
+    lines = [
+        "| features | B | C | layout | fwd ms ours / official / mmcv | fwd speed-up vs official, mmcv "
+        "| fwd+bwd ms ours / official / mmcv | fwd+bwd speed-up vs official, mmcv | ours GFLOP/s fwd, fwd+bwd "
+        "| fwd+bwd peak MB ours / official / mmcv |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ops = r["ops"]
+        ours = ops["ccnet"]
+        names = ("ccnet", "official", "mmcv")
+        fwd = " / ".join(f"{ops[n]['forward_ms']:.1f}" for n in names)
+        train = " / ".join(f"{ops[n]['forward_backward_ms']:.1f}" for n in names)
+        peak = (" / ".join(f"{ops[n]['forward_backward_peak_mb']:.0f}" for n in names)
+                if "forward_backward_peak_mb" in ours else "-")
+        rate = f"{ours['forward_gflops']:.0f}, {ours['forward_backward_gflops']:.0f}"
+        if ceiling_gflops:
+            rate += (f" ({ours['forward_gflops'] / ceiling_gflops:.0%}, "
+                     f"{ours['forward_backward_gflops'] / ceiling_gflops:.0%} of matmul)")
+        lines.append(
+            f"| {r['height']}x{r['width']} | {r['batch']} | {r['channels']} | {r['layout']} | {fwd} "
+            f"| {r['speedup_forward_vs_official']:.2f}x, {r['speedup_forward_vs_mmcv']:.2f}x | {train} "
+            f"| {r['speedup_forward_backward_vs_official']:.2f}x, {r['speedup_forward_backward_vs_mmcv']:.2f}x "
+            f"| {rate} | {peak} |"
+        )
+    return "\n".join(lines)
+
+
+def block_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| block | layout | GFLOPs (FlopCounterMode) | forward peak MB | fwd+bwd peak MB | forward ms |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['block']} | {r['layout']} | {r['gflops']:.1f} | {r['forward_peak_mb']:.0f} | "
+                     f"{r['forward_backward_peak_mb']:.0f} | {r['forward_ms']:.0f} |")
+    lines.append("")
+    for layout in dict.fromkeys(r["layout"] for r in rows):
+        by_name = {r["block"]: r for r in rows if r["layout"] == layout}
+        if "rcca_r2" in by_name and "non_local_x1" in by_name:
+            rcca, nl = by_name["rcca_r2"], by_name["non_local_x1"]
+            lines.append(
+                f"{layout}: RCCA (R=2) against one non-local block: {1 - rcca['gflops'] / nl['gflops']:.1%} fewer "
+                f"FLOPs, {nl['forward_peak_mb'] / rcca['forward_peak_mb']:.1f}x less forward peak memory, "
+                f"{nl['forward_backward_peak_mb'] / rcca['forward_backward_peak_mb']:.1f}x less forward+backward "
+                "peak memory."
+            )
+    return "\n".join(lines)
+
+
+def model_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| task | input | NCHW ms | channels-last ms | channels-last speed-up |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['task']} ({r['backbone']}, batch {r['batch']}) | {r['height']}x{r['width']} | "
+                     f"{r['nchw_ms']:.0f} | {r['channels_last_ms']:.0f} | {r['channels_last_speedup']:.2f}x |")
+    return "\n".join(lines)
+
+
+def write_json(results: dict[str, Any], path: str | Path) -> None:
+    """Write ``results`` as JSON atomically (a crash never leaves half a file)."""
+    atomic_write_text(path, json.dumps(results, indent=2) + "\n")
+
+
+def plot(results: dict[str, Any], path: str | Path) -> None:
+    """Bar charts: forward and forward+backward time per op and configuration, and the block
+    comparison (FLOPs and memory, log scale). Needs matplotlib (the ``bench`` extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    op_rows = results.get("op", [])
+    block_rows = results.get("block", [])
+    panels = (2 if op_rows else 0) + (1 if block_rows else 0)
+    if not panels:
+        raise ValueError("nothing to plot: the results have no 'op' or 'block' rows")
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.5), squeeze=False)
+    axes = list(axes[0])
+    if op_rows:
+        labels = [f"{r['height']}x{r['width']}\nB{r['batch']} C{r['channels']}\n{r['layout']}" for r in op_rows]
+        for ax, key, title in ((axes.pop(0), "forward_ms", "forward"),
+                               (axes.pop(0), "forward_backward_ms", "forward + backward")):
+            width = 0.27
+            for i, name in enumerate(("ccnet", "official", "mmcv")):
+                values = [r["ops"][name][key] for r in op_rows]
+                ax.bar([x + (i - 1) * width for x in range(len(op_rows))], values, width, label=name)
+            ax.set_xticks(range(len(op_rows)), labels, fontsize=7)
+            ax.set_ylabel("ms (median)")
+            ax.set_title(f"criss-cross attention, {title} ({op_rows[0]['dtype']})")
+            ax.legend()
+    if block_rows:
+        ax = axes.pop(0)
+        block_rows = [r for r in block_rows if r["layout"] == block_rows[-1]["layout"]]
+        names = [r["block"] for r in block_rows]
+        x = range(len(names))
+        ax.bar([i - 0.2 for i in x], [r["gflops"] for r in block_rows], 0.4, label="GFLOPs")
+        ax.bar([i + 0.2 for i in x], [r["forward_peak_mb"] for r in block_rows], 0.4, label="forward peak MB")
+        ax.set_yscale("log")
+        ax.set_xticks(list(x), names, fontsize=8)
+        ax.set_title(f"attention block at {block_rows[0]['height']}x{block_rows[0]['width']} "
+                     f"({block_rows[0]['layout']})")
+        ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

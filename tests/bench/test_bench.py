@@ -1,0 +1,104 @@
+"""ccnet.bench: the re-expressed baselines are exact, the meters measure what they claim, and
+``ccnet bench`` writes its JSON, Markdown and PNG. (Speed itself is reported, never asserted.)"""
+
+import json
+
+import pytest
+import torch
+
+from ccnet.bench import attention, report
+from ccnet.bench.baselines import mmcv_criss_cross, official_criss_cross
+from ccnet.bench.measure import compare_times, count_flops, peak_memory_bytes
+from ccnet.bench.model import model_benchmark
+from ccnet.cli import main
+from ccnet.ops import criss_cross_attention_reference
+
+
+@pytest.mark.parametrize("op", [official_criss_cross, mmcv_criss_cross])
+@pytest.mark.parametrize("shape", [(2, 7, 5), (1, 1, 6), (1, 6, 1), (3, 4, 4)])
+def test_baselines_match_the_dense_reference(op, shape):
+    batch, height, width = shape
+    gen = torch.Generator().manual_seed(0)
+    q, k = (torch.randn(batch, 3, height, width, generator=gen, dtype=torch.float64) for _ in range(2))
+    v = torch.randn(batch, 4, height, width, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(op(q, k, v), criss_cross_attention_reference(q, k, v))
+
+
+def test_flop_counter_counts_matmuls():
+    a, b = torch.randn(30, 40), torch.randn(40, 50)
+    assert count_flops(lambda: a @ b) == 2 * 30 * 40 * 50
+
+
+def test_peak_memory_sees_temporaries_and_frees():
+    def work():
+        big = torch.ones(1024, 1024)  # 4 MiB
+        tmp = big * 2  # another 4 MiB alive at once
+        del tmp
+        return (big + 1).sum()  # 4 MiB again, after tmp was freed
+
+    peak = peak_memory_bytes(work)
+    assert 8 * 2**20 <= peak < 10 * 2**20
+
+
+def test_compare_times_runs_round_robin():
+    calls = []
+    samples = compare_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, warmup=1, repeats=3)
+    assert calls == ["a", "b"] * 4
+    assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3}
+
+
+@pytest.fixture
+def tiny_sizes(monkeypatch):
+    monkeypatch.setitem(attention.FEATURE_SIZES, "tiny", (6, 7))
+    return ["tiny"]
+
+
+def test_op_benchmark_rows(tiny_sizes):
+    rows = attention.op_benchmark(tiny_sizes, batches=[1, 2], channels=[8], qk_channels=4, repeats=1,
+                                  log=lambda _: None)
+    assert [(r["batch"], r["layout"]) for r in rows] == [(1, "nchw"), (1, "channels_last"), (2, "nchw"),
+                                                          (2, "channels_last")]
+    for r in rows:
+        assert set(r["ops"]) == {"ccnet", "official", "mmcv"}
+        assert all(e["forward_backward_peak_mb"] > 0 for e in r["ops"].values())
+        assert r["speedup_forward_vs_official"] > 0 and r["gflop_forward"] == attention.attention_flops(
+            r["batch"], 8, 4, 6, 7) / 1e9
+    assert all(r["relative_error"] < 1e-5 for r in rows if r["batch"] == 1)
+    assert "| 6x7 | 2 | 8 | channels_last |" in report.op_table(rows, ceiling_gflops=100.0)
+
+
+def test_block_benchmark_flops_match_the_formula():
+    rows = attention.block_benchmark(size=(6, 7), channels=16, reduction=4, layouts=["nchw"], repeats=1,
+                                     log=lambda _: None)
+    by_name = {r["block"]: r for r in rows}
+    n, c, cq = 6 * 7, 16, 4
+    convs = 2 * n * c * (2 * cq + c)  # 1x1 query, key and value convs
+    cca = convs + 2 * n * (6 + 7) * (cq + c)  # the counter sees H + W path entries (the centre twice)
+    non_local = convs + 2 * n * n * (cq + c)
+    assert by_name["rcca_r1"]["gflops"] * 1e9 == pytest.approx(cca)
+    assert by_name["rcca_r2"]["gflops"] * 1e9 == pytest.approx(2 * cca)
+    assert by_name["non_local_x1"]["gflops"] * 1e9 == pytest.approx(non_local)
+    assert "RCCA (R=2) against one non-local block" in report.block_table(rows)
+
+
+def test_model_benchmark_small():
+    rows = model_benchmark(backbone="resnet18", inference_size=(33, 33), train_size=(32, 32), repeats=1,
+                           log=lambda _: None)
+    assert [r["task"] for r in rows] == ["inference", "train_step"]
+    assert all(r["nchw_ms"] > 0 and r["channels_last_ms"] > 0 for r in rows)
+    assert "| inference (resnet18, batch 1) | 33x33 |" in report.model_table(rows)
+
+
+def test_cli_bench_writes_json_markdown_and_plot(tiny_sizes, tmp_path, capsys):
+    code = main(["bench", "op", "--sizes", "tiny", "--batches", "1", "--channels", "8", "--qk-channels", "4",
+                 "--repeats", "1", "--no-memory", "--output", str(tmp_path)])
+    assert code == 0
+    results = json.loads((tmp_path / "bench.json").read_text())
+    assert results["op"][0]["size"] == "tiny" and results["ceiling"]["matmul_2048_gflops"] > 0
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| 6x7 | 1 | 8 | nchw |" in (tmp_path / "bench.md").read_text()
+
+
+def test_cli_bench_rejects_unknown_size(capsys):
+    assert main(["bench", "op", "--sizes", "nowhere"]) == 2
+    assert "unknown feature size 'nowhere'" in capsys.readouterr().err
