@@ -126,7 +126,8 @@ def test_default_train_at_reduced_size_beats_chance(tmp_path, capsys):
     from ccnet.engine.metrics import ConfusionMatrix
 
     out = tmp_path / "run"
-    argv = ["train", "data.synthetic_size=[96, 96]", "optim.iterations=200", "data.synthetic_val_samples=8",
+    argv = ["train", "data.synthetic_size=[96, 96]", "optim.iterations=200", "data.batch_size=4",
+            "data.synthetic_val_samples=8",
             "num_visualizations=1", "--output", str(out), "--no-progress"]
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())

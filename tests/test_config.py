@@ -82,7 +82,8 @@ def test_shipped_configs_spell_out_the_whole_model(path):
     missing = {f.name for f in dataclasses.fields(ModelConfig)} - set(model)
     assert not missing, f"{path.name} leaves model keys to the defaults: {sorted(missing)}"
     if path.name != "synthetic.yaml":  # the demo's 10x head learning rate is not a published setting
-        assert yaml.safe_load(path.read_text())["optim"]["head_lr_mult"] == 1.0
+        optim = yaml.safe_load(path.read_text())["optim"]
+        assert optim["head_lr_mult"] == 1.0 and optim["clip_grad_norm"] is None
 
 
 def test_synthetic_yaml_is_the_default_job():

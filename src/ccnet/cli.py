@@ -82,7 +82,14 @@ def _model_from_checkpoint(path: str, items: Sequence[str]):
     missing, unexpected = model.load_state_dict(checkpoint["model"], strict=False)
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return model.eval(), config, info
+    return _for_inference(model, config), config, info
+
+
+def _for_inference(model: torch.nn.Module, config: Any) -> torch.nn.Module:
+    """Eval mode, in the memory format the config asks for (``channels_last``)."""
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model.eval()
 
 
 def _model_from_folder(path: str, items: Sequence[str]):
@@ -100,7 +107,7 @@ def _model_from_folder(path: str, items: Sequence[str]):
     palette = getattr(model, "palette", None) or [((i * 67) % 256, (i * 131) % 256, (i * 199) % 256)
                                                   for i in range(model.num_classes)]
     info = DatasetInfo(Path(path).name, names, tuple(tuple(c) for c in palette))
-    return model.eval(), config, info
+    return _for_inference(model, config), config, info
 
 
 # -- subcommands -----------------------------------------------------------------------------------

@@ -105,6 +105,9 @@ class OptimConfig:
     # LR multiplier of everything outside the backbone (RCCA head, auxiliary head): 1 in the
     # published configs (they set it); the 5-minute CPU job uses 10 so the attention learns in time.
     head_lr_mult: float = 10.0
+    # Clip the global gradient norm to this value (null: no clipping, as in the published configs;
+    # the CPU job clips at 1: without it a loss spike mid-run can stop the attention from learning).
+    clip_grad_norm: float | None = 1.0
 
 
 @dataclass

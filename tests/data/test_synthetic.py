@@ -67,8 +67,8 @@ def test_getitem_contract():
     assert item["image"].shape == (1,) and item["label"].shape == (2,)
 
 
-def _scenes(n=240, size=(128, 128)):
-    ds = SyntheticContextDataset("train", size=size, seed=11)
+def _scenes(n=240, size=(128, 128), aligned_prob=0.5):
+    ds = SyntheticContextDataset("train", size=size, seed=11, aligned_prob=aligned_prob)
     return ds, [(ds.render(i), ds.layout(i)) for i in range(n)]
 
 
@@ -135,6 +135,14 @@ def test_key_usually_on_no_row_or_column_of_its_objects_and_far_away():
     # Far away (pixels at 128x128; the gap is 20% of the side in rows and in columns).
     assert nearest[~shares].min() >= 25 * np.sqrt(2) and np.median(nearest[~shares]) > 45
     assert nearest[shares].min() >= 25
+
+
+def test_default_scenes_keep_most_grey_pixels_off_the_key_lines():
+    # Half the default scenes have one object one hop from the key (R=1 can read it there); the
+    # large majority of grey pixels share no row or column with the key.
+    _, scenes = _scenes(n=120, aligned_prob=SyntheticContextDataset("train").aligned_prob)
+    fractions = [_key_geometry(label, scene)[1] for (_, label), scene in scenes]
+    assert 0.15 < np.mean(fractions) < 0.35
 
 
 def test_no_aligned_objects_means_no_shared_lines():

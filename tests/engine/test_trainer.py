@@ -91,3 +91,36 @@ def test_poly_learning_rate_with_warmup():
                                 "optim.warmup_ratio=0.1", "optim.min_lr=0.001"])
     assert poly_lr_factor(0, config) == pytest.approx(0.1)
     assert poly_lr_factor(100, config) == pytest.approx(0.01)
+
+
+def test_heads_get_their_learning_rate_multiplier(tmp_path):
+    trainer = Trainer(_tiny("optim.lr=0.02", "optim.head_lr_mult=3"), output_dir=tmp_path, progress=False)
+    trainer._build()
+    backbone_group, head_group = trainer.optimizer.param_groups
+    backbone_ids = {id(p) for p in trainer.model.backbone.parameters()}
+    assert backbone_group["lr"] == pytest.approx(0.02) and head_group["lr"] == pytest.approx(0.06)
+    assert {id(p) for p in backbone_group["params"]} == backbone_ids
+    assert any(p is trainer.model.head.cca.gamma for p in head_group["params"])
+    assert len(backbone_group["params"]) + len(head_group["params"]) == len(list(trainer.model.parameters()))
+
+
+@pytest.mark.parametrize("max_norm", [None, 1e-3])
+def test_gradient_clipping_bounds_the_step_and_logs_the_norm(tmp_path, monkeypatch, max_norm):
+    extra = [] if max_norm is None else [f"optim.clip_grad_norm={max_norm}"]
+    trainer = Trainer(_tiny("optim.iterations=2", *extra), output_dir=tmp_path, progress=False)
+    norms = []
+    step = torch.optim.SGD.step
+
+    def recording_step(self, *args, **kwargs):
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", recording_step)
+    trainer.fit()
+    logged = [r["grad_norm"] for r in trainer.history if "grad_norm" in r]
+    assert len(norms) == len(logged) == 2 and all(n > 1e-2 for n in logged)  # the norm before clipping
+    if max_norm is None:
+        assert norms == pytest.approx(logged, rel=1e-4)
+    else:
+        assert all(n <= max_norm * 1.001 for n in norms)

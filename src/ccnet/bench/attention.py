@@ -36,17 +36,24 @@ def attention_flops(batch: int, channels: int, qk_channels: int, height: int, wi
     return 2 * batch * height * width * (height + width - 1) * (qk_channels + channels)
 
 
-def _inputs(batch: int, channels: int, qk_channels: int, size: tuple[int, int], dtype: torch.dtype,
-            device: torch.device, layout: str = "nchw", requires_grad: bool = False,
-            seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+def make_inputs(batch: int, channels: int, qk_channels: int, size: tuple[int, int], dtype: torch.dtype,
+                device: torch.device, layout: str = "nchw", requires_grad: bool = False,
+                seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """Random query, key (``qk_channels``) and value (``channels``) in the given layout."""
     generator = torch.Generator().manual_seed(seed)
     shapes = [(batch, qk_channels, *size), (batch, qk_channels, *size), (batch, channels, *size)]
-    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    return tuple(torch.randn(s, generator=generator).to(device, dtype).contiguous(memory_format=memory_format)
+    fmt = _memory_format(layout)
+    return tuple(torch.randn(s, generator=generator).to(device, dtype).contiguous(memory_format=fmt)
                  .requires_grad_(requires_grad) for s in shapes)
 
 
-def _forward(op: Callable, inputs: tuple[Tensor, ...]) -> Callable[[], object]:
+def _memory_format(layout: str) -> torch.memory_format:
+    return torch.channels_last if layout == "channels_last" else torch.contiguous_format
+
+
+def forward_runner(op: Callable, inputs: tuple[Tensor, ...]) -> Callable[[], object]:
+    """A no-argument callable: ``op(*inputs)`` without autograd (inference)."""
+
     def run() -> object:
         with torch.no_grad():
             return op(*inputs)
@@ -54,7 +61,9 @@ def _forward(op: Callable, inputs: tuple[Tensor, ...]) -> Callable[[], object]:
     return run
 
 
-def _forward_backward(op: Callable, inputs: tuple[Tensor, ...], grad: Tensor) -> Callable[[], object]:
+def forward_backward_runner(op: Callable, inputs: tuple[Tensor, ...], grad: Tensor) -> Callable[[], object]:
+    """A no-argument callable: forward, then backward of the dense gradient ``grad``."""
+
     def run() -> object:
         for t in inputs:
             t.grad = None
@@ -92,12 +101,12 @@ def op_benchmark(
     for size_name, batch, c, layout in itertools.product(sizes, batches, channels, layouts):
         height, width = FEATURE_SIZES[size_name]
         flops = attention_flops(batch, c, qk_channels, height, width)
-        inputs = _inputs(batch, c, qk_channels, (height, width), dtype, device, layout)
-        grad_inputs = _inputs(batch, c, qk_channels, (height, width), dtype, device, layout, requires_grad=True)
+        inputs = make_inputs(batch, c, qk_channels, (height, width), dtype, device, layout)
+        grad_inputs = make_inputs(batch, c, qk_channels, (height, width), dtype, device, layout, requires_grad=True)
         grad = torch.randn(batch, c, height, width, generator=torch.Generator().manual_seed(1)).to(device, dtype)
-        grad = grad.contiguous(memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
-        forward = compare_times({n: _forward(op, inputs) for n, op in OPS.items()}, device, repeats=repeats)
-        train = compare_times({n: _forward_backward(op, grad_inputs, grad) for n, op in OPS.items()}, device,
+        grad = grad.contiguous(memory_format=_memory_format(layout))
+        forward = compare_times({n: forward_runner(op, inputs) for n, op in OPS.items()}, device, repeats=repeats)
+        train = compare_times({n: forward_backward_runner(op, grad_inputs, grad) for n, op in OPS.items()}, device,
                               repeats=repeats)
         row: dict[str, Any] = {"size": size_name, "height": height, "width": width, "batch": batch, "channels": c,
                                "qk_channels": qk_channels, "layout": layout, "dtype": str(dtype).removeprefix("torch."),
@@ -112,9 +121,9 @@ def op_benchmark(
             entry["forward_gflops"] = flops / entry["forward_ms"] / 1e6
             entry["forward_backward_gflops"] = 3 * flops / entry["forward_backward_ms"] / 1e6
             if memory:
-                entry["forward_backward_peak_mb"] = peak_memory_bytes(_forward_backward(op, grad_inputs, grad),
+                entry["forward_backward_peak_mb"] = peak_memory_bytes(forward_backward_runner(op, grad_inputs, grad),
                                                                       device) / 2**20
-                entry["forward_peak_mb"] = peak_memory_bytes(_forward(op, inputs), device) / 2**20
+                entry["forward_peak_mb"] = peak_memory_bytes(forward_runner(op, inputs), device) / 2**20
             row["ops"][name] = entry
         ours = row["ops"]["ccnet"]
         for name in OPS:
@@ -123,7 +132,8 @@ def op_benchmark(
                 row[f"speedup_forward_vs_{name}"] = other["forward_ms"] / ours["forward_ms"]
                 row[f"speedup_forward_backward_vs_{name}"] = other["forward_backward_ms"] / ours["forward_backward_ms"]
                 if memory:
-                    row[f"memory_ratio_vs_{name}"] = ours["forward_backward_peak_mb"] / other["forward_backward_peak_mb"]
+                    ratio = ours["forward_backward_peak_mb"] / other["forward_backward_peak_mb"]
+                    row[f"memory_ratio_vs_{name}"] = ratio
         if check and batch == 1:
             row["relative_error"] = relative_error(criss_cross_attention, inputs)
         log(_op_line(row))
@@ -170,20 +180,21 @@ def block_benchmark(
               "non_local_x2": lambda inp: nl2(nl1(inp))}
     rows = []
     for layout in layouts:
-        memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        memory_format = _memory_format(layout)
         for module in (cca, nl1, nl2):
             module.to(memory_format=memory_format)
         x = torch.randn(1, channels, *size, device=device).contiguous(memory_format=memory_format)
         x_grad = x.clone().requires_grad_()
         grad = torch.randn_like(x)
-        times = compare_times({n: _forward(b, (x,)) for n, b in blocks.items()}, device, warmup=1, repeats=repeats)
+        runners = {n: forward_runner(b, (x,)) for n, b in blocks.items()}
+        times = compare_times(runners, device, warmup=1, repeats=repeats)
         for name, block in blocks.items():
             row = {
                 "block": name, "layout": layout,
                 "height": size[0], "width": size[1], "channels": channels,
-                "gflops": count_flops(_forward(block, (x,))) / 1e9,
-                "forward_peak_mb": peak_memory_bytes(_forward(block, (x,)), device) / 2**20,
-                "forward_backward_peak_mb": peak_memory_bytes(_forward_backward(block, (x_grad,), grad),
+                "gflops": count_flops(forward_runner(block, (x,))) / 1e9,
+                "forward_peak_mb": peak_memory_bytes(forward_runner(block, (x,)), device) / 2**20,
+                "forward_backward_peak_mb": peak_memory_bytes(forward_backward_runner(block, (x_grad,), grad),
                                                               device) / 2**20,
                 "forward_ms": median(times[name]),
             }

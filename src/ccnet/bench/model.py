@@ -28,7 +28,8 @@ def model_benchmark(
     overrides = {"backbone": backbone} if backbone else {}
     formats = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
     torch.manual_seed(0)
-    models = {name: create_model(preset, 19, **overrides).to(device, memory_format=fmt) for name, fmt in formats.items()}
+    models = {name: create_model(preset, 19, **overrides).to(device, memory_format=fmt)
+              for name, fmt in formats.items()}
     for model in models.values():
         model.load_state_dict(next(iter(models.values())).state_dict())
     criterion = SegmentationCriterion(aux_weight=0.4)

@@ -338,6 +338,10 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        max_norm = self.config.optim.clip_grad_norm
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm if max_norm else float("inf"))
+        logs = {**logs, "grad_norm": grad_norm.detach()}
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
