@@ -86,8 +86,8 @@ def _model_from_checkpoint(path: str, items: Sequence[str]):
 
 
 def _for_inference(model: torch.nn.Module, config: Any) -> torch.nn.Module:
-    """Eval mode, in the memory format the config asks for (``channels_last``)."""
-    if config.channels_last:
+    """Eval mode, in the memory format the config asks for (``eval.channels_last``)."""
+    if config.eval.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model.eval()
 

@@ -51,11 +51,18 @@ def _memory_format(layout: str) -> torch.memory_format:
     return torch.channels_last if layout == "channels_last" else torch.contiguous_format
 
 
+def _autocast(inputs: tuple[Tensor, ...]) -> torch.autocast:
+    """Half-precision inputs run under autocast, as in mixed-precision training (the published
+    algorithms mix in float32 constants such as their -inf diagonal)."""
+    dtype = inputs[0].dtype
+    return torch.autocast(inputs[0].device.type, dtype=dtype, enabled=dtype in (torch.float16, torch.bfloat16))
+
+
 def forward_runner(op: Callable, inputs: tuple[Tensor, ...]) -> Callable[[], object]:
     """A no-argument callable: ``op(*inputs)`` without autograd (inference)."""
 
     def run() -> object:
-        with torch.no_grad():
+        with torch.no_grad(), _autocast(inputs):
             return op(*inputs)
 
     return run
@@ -67,7 +74,9 @@ def forward_backward_runner(op: Callable, inputs: tuple[Tensor, ...], grad: Tens
     def run() -> object:
         for t in inputs:
             t.grad = None
-        op(*inputs).backward(grad)  # a dense gradient: an expanded one would flatter nobody
+        with _autocast(inputs):
+            out = op(*inputs)
+        out.backward(grad.to(out.dtype))  # a dense gradient: an expanded one would flatter nobody
 
     return run
 

@@ -72,8 +72,9 @@ def write_json(results: dict[str, Any], path: str | Path) -> None:
 
 
 def plot(results: dict[str, Any], path: str | Path) -> None:
-    """Bar charts: forward and forward+backward time per op and configuration, and the block
-    comparison (FLOPs and memory, log scale). Needs matplotlib (the ``bench`` extra)."""
+    """Horizontal bar charts: our speed-up over each baseline per configuration (forward and
+    forward+backward; 1 = parity), and the block comparison (FLOPs and memory, log scale).
+    Needs matplotlib (the ``bench`` extra)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -84,27 +85,32 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
     panels = (2 if op_rows else 0) + (1 if block_rows else 0)
     if not panels:
         raise ValueError("nothing to plot: the results have no 'op' or 'block' rows")
-    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.5), squeeze=False)
+    height = max(4.0, 0.32 * len(op_rows) + 1.5)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, height), squeeze=False)
     axes = list(axes[0])
     if op_rows:
-        labels = [f"{r['height']}x{r['width']}\nB{r['batch']} C{r['channels']}\n{r['layout']}" for r in op_rows]
-        for ax, key, title in ((axes.pop(0), "forward_ms", "forward"),
-                               (axes.pop(0), "forward_backward_ms", "forward + backward")):
-            width = 0.27
-            for i, name in enumerate(("ccnet", "official", "mmcv")):
-                values = [r["ops"][name][key] for r in op_rows]
-                ax.bar([x + (i - 1) * width for x in range(len(op_rows))], values, width, label=name)
-            ax.set_xticks(range(len(op_rows)), labels, fontsize=7)
-            ax.set_ylabel("ms (median)")
-            ax.set_title(f"criss-cross attention, {title} ({op_rows[0]['dtype']})")
-            ax.legend()
+        labels = [f"{r['height']}x{r['width']} B{r['batch']} C{r['channels']} {r['layout'].replace('_', '-')}"
+                  for r in op_rows]
+        y = range(len(op_rows))
+        for ax, key, title in ((axes.pop(0), "forward", "forward"),
+                               (axes.pop(0), "forward_backward", "forward + backward")):
+            for i, name in enumerate(("official", "mmcv")):
+                values = [r[f"speedup_{key}_vs_{name}"] for r in op_rows]
+                ax.barh([v + (i - 0.5) * 0.4 for v in y], values, 0.4, label=f"vs {name}")
+            ax.axvline(1.0, color="black", linewidth=0.8)
+            ax.set_yticks(list(y), labels, fontsize=8)
+            ax.invert_yaxis()
+            ax.set_xlabel("speed-up of ccnet (x, median times, same run)")
+            ax.set_title(f"{title} ({op_rows[0]['dtype']})")
+            ax.legend(loc="lower right")
     if block_rows:
         ax = axes.pop(0)
         block_rows = [r for r in block_rows if r["layout"] == block_rows[-1]["layout"]]
         names = [r["block"] for r in block_rows]
         x = range(len(names))
         ax.bar([i - 0.2 for i in x], [r["gflops"] for r in block_rows], 0.4, label="GFLOPs")
-        ax.bar([i + 0.2 for i in x], [r["forward_peak_mb"] for r in block_rows], 0.4, label="forward peak MB")
+        ax.bar([i + 0.2 for i in x], [r["forward_backward_peak_mb"] for r in block_rows], 0.4,
+               label="fwd+bwd peak MB")
         ax.set_yscale("log")
         ax.set_xticks(list(x), names, fontsize=8)
         ax.set_title(f"attention block at {block_rows[0]['height']}x{block_rows[0]['width']} "
@@ -112,5 +118,5 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
         ax.legend()
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -10,6 +10,12 @@ Numerics: energies are computed and normalised in float32 (float64 stays float64
 float16/bfloat16 inputs never overflow in the softmax; the attention is cast back to the value
 dtype for the aggregation, a convex combination that cannot leave the value's range. Autocast
 is disabled inside: the op chooses its own precisions.
+
+Two implementations, one algorithm: in eager mode the memory-lean autograd function of
+:mod:`ccnet.ops.criss_cross_function` (channels-last GEMMs on strided line views, saves only the
+inputs and a per-position log-sum-exp); under tracers and exporters, and for double backward,
+the composite below, written with differentiable ops only. Channels-last inputs are the fast
+path; NCHW inputs are transposed in and out.
 """
 
 from __future__ import annotations
