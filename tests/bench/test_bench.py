@@ -40,6 +40,26 @@ def test_peak_memory_sees_temporaries_and_frees():
     assert 8 * 2**20 <= peak < 10 * 2**20
 
 
+def test_peak_memory_follows_tensors_through_in_place_ops():
+    def work():
+        for _ in range(3):
+            t = torch.ones(1024, 1024)  # 4 MiB, modified in place, then freed
+            t.add_(1).mul_(2)
+            del t
+
+    assert 4 * 2**20 <= peak_memory_bytes(work) < 5 * 2**20
+
+
+def test_peak_memory_ignores_tensors_freed_from_before_the_call():
+    old = [torch.ones(2048, 1024)]  # 8 MiB allocated before the measurement
+
+    def work():
+        old.clear()  # frees the 8 MiB inside the call
+        return torch.ones(1024, 1024).sum()  # 4 MiB
+
+    assert 4 * 2**20 <= peak_memory_bytes(work) < 5 * 2**20
+
+
 def test_compare_times_runs_round_robin():
     calls = []
     samples = compare_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, warmup=1, repeats=3)

@@ -75,10 +75,14 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str = "cp
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
         fn()
     alive = peak = 0
-    for _, action, _, size in prof._memory_profile().timeline:
+    created = set()  # only tensors allocated inside the call: freeing older ones (say, last
+    for _, action, key, size in prof._memory_profile().timeline:  # round's .grad) must not count
+        key = key[0]  # (tensor, version): in-place ops bump the version between CREATE and DESTROY
         if action == Action.CREATE:
+            created.add(key)
             alive += size
-        elif action == Action.DESTROY:
+        elif action == Action.DESTROY and key in created:
+            created.discard(key)
             alive -= size
         peak = max(peak, alive)
     return peak

@@ -141,6 +141,25 @@ def _channels_last(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     return x.movedim(1, -1).contiguous()
 
 
+def _channels_first(x: Tensor) -> Tensor:
+    """Contiguous ``(B, *spatial, C)`` -> contiguous ``(B, C, *spatial)`` with one 2D transpose
+    per sample: PyTorch's blocked 2D transpose copy is several times faster than a generic
+    permuted copy (2.8 ms against 17 ms for 97x97x512 on one core)."""
+    batch, channels = x.shape[0], x.shape[-1]
+    out = x.new_empty((batch, channels, *x.shape[1:-1]))
+    for b in range(batch):
+        out[b].view(channels, -1).copy_(x[b].view(-1, channels).t())
+    return out
+
+
+def _layout_like(x: Tensor, reference: Tensor) -> Tensor:
+    """A channels-last ``(B, *spatial, C)`` result as ``(B, C, *spatial)`` in the layout of
+    ``reference``: contiguous for a contiguous reference, the channels-last view otherwise."""
+    if reference.is_contiguous() and x.shape[-1] > 1 and x.shape[1:-1].numel() > 1:
+        return _channels_first(x)
+    return x.movedim(-1, 1)
+
+
 def _aggregate(attention: list[Tensor], v: Tensor) -> Tensor:
     """``out = sum over axes of attention_axis @ v`` on channels-last ``v``."""
     out = torch.empty_like(v)
@@ -157,11 +176,11 @@ def _lines_layout(query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Te
 
 
 def criss_cross_forward(query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
-    """Forward on ``(B, C, *spatial)`` tensors: the output (a channels-last ``(B, C, *spatial)``
-    tensor) and the per-position log-sum-exp ``(B, *spatial)`` that backward needs."""
+    """Forward on ``(B, C, *spatial)`` tensors: the output (contiguous for a contiguous value,
+    channels-last otherwise) and the per-position log-sum-exp ``(B, *spatial)`` that backward needs."""
     q, k, v = _lines_layout(query, key, value)
     attention, lse = _attention(q, k)
-    return _aggregate(attention, v).movedim(-1, 1), lse
+    return _layout_like(_aggregate(attention, v), value), lse
 
 
 def criss_cross_backward(
@@ -171,7 +190,7 @@ def criss_cross_backward(
 
     With ``A`` the attention, ``dA = dO @ v^T`` per line and ``D`` each position's
     ``sum(A * dA)`` over its whole path: ``dE = A * (dA - D)``, ``dv = A^T @ dO``,
-    ``dq = dE @ k``, ``dk = dE^T @ q``. Returned channels-last, in the inputs' dtypes.
+    ``dq = dE @ k``, ``dk = dE^T @ q``. Returned in the inputs' dtypes and layouts.
     """
     q, k, v = _lines_layout(query, key, value)
     axes = q.dim() - 2
@@ -195,7 +214,8 @@ def criss_cross_backward(
         _bmm_into(grad_v, attention[axis].to(v.dtype).transpose(-1, -2), grad, v.shape, axis, accumulate)
         _bmm_into(grad_q, grad_energy[axis], k, q.shape, axis, accumulate)
         _bmm_into(grad_k, grad_energy[axis].transpose(-1, -2), q, q.shape, axis, accumulate)
-    return (grad_q.movedim(-1, 1).to(query.dtype), grad_k.movedim(-1, 1).to(key.dtype), grad_v.movedim(-1, 1))
+    return (_layout_like(grad_q.to(query.dtype), query), _layout_like(grad_k.to(key.dtype), key),
+            _layout_like(grad_v, value))
 
 
 class CrissCrossFunction(torch.autograd.Function):
