@@ -126,8 +126,9 @@ def test_default_train_at_reduced_size_beats_chance(tmp_path, capsys):
     from ccnet.engine.metrics import ConfusionMatrix
 
     out = tmp_path / "run"
-    argv = ["train", "data.synthetic_size=[96, 96]", "optim.iterations=200", "data.batch_size=4",
-            "data.synthetic_val_samples=8",
+    # 96x96 scenes at output stride 8 (12x12 features, like the full job's 192x192 at stride 16).
+    argv = ["train", "data.synthetic_size=[96, 96]", "model.output_stride=8", "optim.iterations=200",
+            "data.batch_size=4", "data.synthetic_val_samples=8",
             "num_visualizations=1", "--output", str(out), "--no-progress"]
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())

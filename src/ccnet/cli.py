@@ -194,6 +194,9 @@ def _export(args: argparse.Namespace) -> int:
     source = args.model
     if Path(source).is_file() and source.endswith(".pt"):
         source, _, _ = _model_from_checkpoint(source, [])  # a training checkpoint
+        # Export traces the plain NCHW graph: channels-last weights make torch.export guard on
+        # the batch size, which breaks the dynamic batch dimension.
+        source = source.to(memory_format=torch.contiguous_format)
     result = export_onnx(source, args.output, opset=args.opset, height=args.size[0], width=args.size[1],
                          check=not args.no_check, normalize=args.normalize)
     print(f"wrote {args.output}: {result}")

@@ -106,7 +106,7 @@ def test_heads_get_their_learning_rate_multiplier(tmp_path):
 
 @pytest.mark.parametrize("max_norm", [None, 1e-3])
 def test_gradient_clipping_bounds_the_step_and_logs_the_norm(tmp_path, monkeypatch, max_norm):
-    extra = [] if max_norm is None else [f"optim.clip_grad_norm={max_norm}"]
+    extra = [f"optim.clip_grad_norm={'null' if max_norm is None else max_norm}"]
     trainer = Trainer(_tiny("optim.iterations=2", *extra), output_dir=tmp_path, progress=False)
     norms = []
     step = torch.optim.SGD.step
