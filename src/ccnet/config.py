@@ -118,7 +118,7 @@ class EvalConfig:
     scales: list[float] = field(default_factory=lambda: [1.0])
     flip: bool = False
     interval: int = 0  # evaluate every N iterations during training (0: only at the end)
-    # ccnet evaluate / predict run the model channels-last: 1.23x faster for CCNet-R101 at
+    # ccnet evaluate / predict run the model channels-last: 1.09x faster for CCNet-R101 at
     # 769x769 on CPU (ccnet bench model; see README). Training follows the top-level channels_last.
     channels_last: bool = True
 
