@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from tests.interop.state_dicts import bottleneck_stages
 
 from ccnet.interop import WeightsMismatchError, detect_format, load_backbone, load_pretrained
 from ccnet.interop.mmseg import convert_mmseg
@@ -35,20 +36,7 @@ def _mmseg_shapes(blocks=R50, num_classes=NUM_CLASSES) -> dict[str, tuple[tuple[
     bn("backbone.stem.4", 32)
     conv("backbone.stem.6", 64, 32, 3)
     bn("backbone.stem.7", 64)
-    inplanes = 64
-    for stage, (planes, n) in enumerate(zip((64, 128, 256, 512), blocks, strict=True), start=1):
-        for j in range(n):
-            p = f"backbone.layer{stage}.{j}"
-            conv(f"{p}.conv1", planes, inplanes, 1)
-            bn(f"{p}.bn1", planes)
-            conv(f"{p}.conv2", planes, planes, 3)
-            bn(f"{p}.bn2", planes)
-            conv(f"{p}.conv3", planes * 4, planes, 1)
-            bn(f"{p}.bn3", planes * 4, kind="bnlast")
-            if j == 0:
-                conv(f"{p}.downsample.0", planes * 4, inplanes, 1)
-                bn(f"{p}.downsample.1", planes * 4)
-            inplanes = planes * 4
+    bottleneck_stages(conv, bn, blocks, inplanes=64, prefix="backbone.", last_norm={"kind": "bnlast"})
     conv("decode_head.convs.0.conv", 512, 2048, 3)
     bn("decode_head.convs.0.bn", 512)
     conv("decode_head.cca.query_conv", 64, 512, 1, bias=True)

@@ -6,6 +6,7 @@ import collections
 import pytest
 import torch
 import torch.nn.functional as F
+from tests.interop.state_dicts import bottleneck_stages, random_conv, random_norm
 
 from ccnet.interop import WeightsMismatchError, convert, load_backbone, load_pretrained
 from ccnet.models import CCNet
@@ -24,16 +25,10 @@ def _official_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     sd: dict[str, torch.Tensor] = collections.OrderedDict()
 
     def conv(name, cout, cin, k, bias=False):
-        sd[f"{name}.weight"] = torch.randn(cout, cin, k, k, generator=gen) * (2.0 / (cin * k * k)) ** 0.5
-        if bias:
-            sd[f"{name}.bias"] = torch.randn(cout, generator=gen) * 0.1
+        random_conv(sd, gen, name, cout, cin, k, bias)
 
     def abn(name, c, scale=1.0):
-        sign = torch.where(torch.rand(c, generator=gen) < 0.3, -1.0, 1.0)
-        sd[f"{name}.weight"] = sign * (0.3 + 0.5 * torch.rand(c, generator=gen)) * scale
-        sd[f"{name}.bias"] = torch.randn(c, generator=gen) * 0.1
-        sd[f"{name}.running_mean"] = torch.randn(c, generator=gen) * 0.1
-        sd[f"{name}.running_var"] = 0.5 + torch.rand(c, generator=gen)
+        random_norm(sd, gen, name, c, scale)
 
     conv("conv1", 64, 3, 3)
     abn("bn1", 64)
@@ -41,20 +36,7 @@ def _official_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
     abn("bn2", 64)
     conv("conv3", 128, 64, 3)
     abn("bn3", 128)
-    inplanes = 128
-    for stage, (planes, blocks) in enumerate(zip((64, 128, 256, 512), BLOCKS, strict=True), start=1):
-        for j in range(blocks):
-            p = f"layer{stage}.{j}"
-            conv(f"{p}.conv1", planes, inplanes, 1)
-            abn(f"{p}.bn1", planes)
-            conv(f"{p}.conv2", planes, planes, 3)
-            abn(f"{p}.bn2", planes)
-            conv(f"{p}.conv3", planes * 4, planes, 1)
-            abn(f"{p}.bn3", planes * 4, scale=0.25)
-            if j == 0:
-                conv(f"{p}.downsample.0", planes * 4, inplanes, 1)
-                abn(f"{p}.downsample.1", planes * 4)
-            inplanes = planes * 4
+    bottleneck_stages(conv, abn, BLOCKS, inplanes=128, last_norm={"scale": 0.25})
     conv("head.conva.0", 512, 2048, 3)
     abn("head.conva.1", 512)
     conv("head.cca.query_conv", 64, 512, 1, bias=True)

@@ -4,6 +4,7 @@ follows torchvision's ResNet (plain and with ``replace_stride_with_dilation``)."
 import pytest
 import torch
 import torch.nn.functional as F
+from tests.interop.state_dicts import bottleneck_stages, random_conv, random_norm
 
 from ccnet.interop import WeightsMismatchError, detect_format, init_backbone_from, load_backbone
 from ccnet.models import CCNet, ResNet
@@ -16,32 +17,14 @@ def _torchvision_resnet50_state(seed=0) -> dict[str, torch.Tensor]:
     sd = {}
 
     def conv(name, cout, cin, k):
-        sd[f"{name}.weight"] = torch.randn(cout, cin, k, k, generator=gen) * (2.0 / (cin * k * k)) ** 0.5
+        random_conv(sd, gen, name, cout, cin, k)
 
     def bn(name, c, scale=1.0):
-        sign = torch.where(torch.rand(c, generator=gen) < 0.3, -1.0, 1.0)
-        sd[f"{name}.weight"] = sign * (0.3 + 0.5 * torch.rand(c, generator=gen)) * scale
-        sd[f"{name}.bias"] = torch.randn(c, generator=gen) * 0.1
-        sd[f"{name}.running_mean"] = torch.randn(c, generator=gen) * 0.1
-        sd[f"{name}.running_var"] = 0.5 + torch.rand(c, generator=gen)
-        sd[f"{name}.num_batches_tracked"] = torch.tensor(0)
+        random_norm(sd, gen, name, c, scale, count=True)
 
     conv("conv1", 64, 3, 7)
     bn("bn1", 64)
-    inplanes = 64
-    for stage, (planes, n) in enumerate(zip((64, 128, 256, 512), LAYERS, strict=True), start=1):
-        for j in range(n):
-            p = f"layer{stage}.{j}"
-            conv(f"{p}.conv1", planes, inplanes, 1)
-            bn(f"{p}.bn1", planes)
-            conv(f"{p}.conv2", planes, planes, 3)
-            bn(f"{p}.bn2", planes)
-            conv(f"{p}.conv3", planes * 4, planes, 1)
-            bn(f"{p}.bn3", planes * 4, scale=0.3)
-            if j == 0:
-                conv(f"{p}.downsample.0", planes * 4, inplanes, 1)
-                bn(f"{p}.downsample.1", planes * 4)
-            inplanes = planes * 4
+    bottleneck_stages(conv, bn, LAYERS, inplanes=64, last_norm={"scale": 0.3})
     sd["fc.weight"] = torch.randn(1000, 2048, generator=gen) * 0.01
     sd["fc.bias"] = torch.zeros(1000)
     return sd
