@@ -1,0 +1,77 @@
+"""``ccnet bench``: the attention op, the RCCA block and the whole model, measured."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure the attention op, the attention block and the whole model; print Markdown tables."""
+    from ccnet.bench import attention, report
+    from ccnet.bench.model import model_benchmark
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+    for name in args.sizes:
+        if name not in attention.FEATURE_SIZES:
+            raise ValueError(f"unknown feature size {name!r}; choose from {', '.join(attention.FEATURE_SIZES)}")
+    parts = {"op", "block", "model"} if "all" in args.parts else set(args.parts)
+    results: dict[str, Any] = {"device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+                               "dtype": args.dtype}
+    tables = []
+    results["ceiling"] = attention.ceiling(args.device, dtype)
+    print(f"matmul 2048x2048 {args.dtype}: {results['ceiling']['matmul_2048_gflops']:.0f} GFLOP/s")
+    if "op" in parts:
+        results["op"] = attention.op_benchmark(args.sizes, args.batches, args.channels, args.qk_channels, dtype,
+                                               args.layouts, args.device, args.repeats, memory=not args.no_memory)
+        tables.append(report.op_table(results["op"], results["ceiling"]["matmul_2048_gflops"]))
+    if "block" in parts:
+        results["block"] = attention.block_benchmark(device=args.device, repeats=max(1, args.repeats // 2))
+        tables.append(report.block_table(results["block"]))
+    if "model" in parts:
+        results["model"] = model_benchmark(backbone=args.model_backbone, device=args.device,
+                                           repeats=max(1, args.repeats // 2))
+        tables.append(report.model_table(results["model"]))
+    print("\n\n".join(tables))
+    if args.output:
+        out = Path(args.output)
+        report.write_json(results, out / "bench.json")
+        (out / "bench.md").write_text("\n\n".join(tables) + "\n")
+        written = [out / "bench.json", out / "bench.md"]
+        if "op" in results or "block" in results:
+            report.plot(results, out / "bench.png")
+            written.append(out / "bench.png")
+        print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="benchmark the attention op, the RCCA block and the whole model",
+                           description="Criss-cross attention against the official and mmcv algorithms (time, "
+                                       "GFLOP/s, peak memory), RCCA against non-local blocks (FLOPs by "
+                                       "FlopCounterMode, memory), whole-model speed NCHW vs channels-last. "
+                                       "Candidates run round-robin in one process; ratios come from the same run.")
+    bench.add_argument("parts", nargs="*", default=["op", "block"], choices=["op", "block", "model", "all"],
+                       help="what to measure (default: op block; model takes minutes on a CPU)")
+    bench.add_argument("--sizes", nargs="+", default=["cityscapes-769", "cityscapes-512x1024", "ade20k-512"],
+                       help="feature sizes: cityscapes-769 (97x97), cityscapes-512x1024 (64x128), ade20k-512 (64x64)")
+    bench.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="batch sizes (default: 1 8)")
+    bench.add_argument("--channels", type=int, nargs="+", default=[256, 512], help="value channels (default: 256 512)")
+    bench.add_argument("--qk-channels", type=int, default=64, help="query/key channels (default: %(default)s)")
+    bench.add_argument("--layouts", nargs="+", default=["nchw", "channels_last"], choices=["nchw", "channels_last"],
+                       help="memory layout of the op inputs (default: both)")
+    bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                       help="op input dtype (default: %(default)s)")
+    bench.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: %(default)s)")
+    bench.add_argument("--threads", type=int, help="torch CPU threads (default: PyTorch's choice)")
+    bench.add_argument("--repeats", type=int, default=5, help="timed rounds per candidate (default: %(default)s)")
+    bench.add_argument("--no-memory", action="store_true", help="skip the (slow) peak-memory measurements of the op")
+    bench.add_argument("--model-backbone", default="resnet101", help="backbone of the whole-model benchmark")
+    bench.add_argument("--output", metavar="DIR", help="write bench.json, bench.md and bench.png here")
+    bench.set_defaults(func=run)

@@ -1,0 +1,95 @@
+"""What several commands share: config and override parsing, loading a model for inference,
+and turning an exception into the one-line message the user sees."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def split_config_and_overrides(items: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``[CONFIG] [key=value ...]``: the first item is the config file unless it has an ``=``."""
+    items = list(items)
+    config = items.pop(0) if items and "=" not in items[0] else None
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"{item!r}: the config file must come first; overrides look like key.sub=value")
+    return config, items
+
+
+def config_from_items(items: Sequence[str]):
+    """The :class:`ccnet.config.Config` of ``[CONFIG] [key=value ...]``."""
+    from ccnet.config import load_config
+
+    path, overrides = split_config_and_overrides(items)
+    return load_config(path, overrides)
+
+
+def model_from_checkpoint(path: str, items: Sequence[str]):
+    """Model (eval mode), config and dataset info of a training checkpoint or a ccnet model
+    folder (``save_pretrained``, ``ccnet convert``). A config given on the command line must
+    describe the same model; overrides apply on top."""
+    from ccnet.config import apply_overrides, config_from_dict, load_config
+    from ccnet.engine.build import build_model
+    from ccnet.engine.checkpoint import load_checkpoint
+    from ccnet.engine.trainer import check_compatible, info_from_dict
+
+    if Path(path).is_dir():
+        return model_from_folder(path, items)
+    checkpoint = load_checkpoint(path)
+    config_path, overrides = split_config_and_overrides(items)
+    if config_path is not None:
+        config = load_config(config_path, overrides)
+        check_compatible(checkpoint, config, path)
+    elif "config" in checkpoint:
+        config = apply_overrides(config_from_dict(checkpoint["config"]), overrides)
+        check_compatible(checkpoint, config, path)
+    else:
+        raise ValueError(f"{path}: checkpoint stores no config; give the config file too")
+    if "info" not in checkpoint:
+        raise ValueError(f"{path}: checkpoint stores no class names ('info'); it was not written by ccnet train")
+    info = info_from_dict(checkpoint["info"])
+    model = build_model(config, info.num_classes)
+    missing, unexpected = model.load_state_dict(checkpoint["model"], strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return for_inference(model, config), config, info
+
+
+def for_inference(model: torch.nn.Module, config: Any) -> torch.nn.Module:
+    """Eval mode, in the memory format the config asks for (``eval.channels_last``)."""
+    if config.eval.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model.eval()
+
+
+def model_from_folder(path: str, items: Sequence[str]):
+    """A saved ccnet model folder: its own model settings; data and eval settings from the
+    command line (defaults otherwise)."""
+    from ccnet.data.info import DatasetInfo
+    from ccnet.interop import load_pretrained
+
+    model = load_pretrained(path)
+    config = config_from_items(items)
+    config.model.align_corners = model.align_corners
+    if getattr(model, "mean", None) is not None:
+        config.data.mean, config.data.std = list(model.mean), list(model.std)
+    names = tuple(getattr(model, "class_names", None) or (f"class_{i}" for i in range(model.num_classes)))
+    palette = getattr(model, "palette", None) or [((i * 67) % 256, (i * 131) % 256, (i * 199) % 256)
+                                                  for i in range(model.num_classes)]
+    info = DatasetInfo(Path(path).name, names, tuple(tuple(c) for c in palette))
+    return for_inference(model, config), config, info
+
+
+def one_line(error: BaseException) -> str:
+    """The message of an error, even one re-raised by a DataLoader worker with a traceback inside."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    last = lines[-1]
+    if len(lines) > 1 and ": " in last and last.split(": ", 1)[0].replace(".", "").isidentifier():
+        last = last.split(": ", 1)[1]  # "ccnet.data.io.DatasetError: msg" -> "msg"
+    return last

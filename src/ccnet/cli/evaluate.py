@@ -1,0 +1,63 @@
+"""``ccnet evaluate``: score a checkpoint, or saved prediction PNGs, on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ccnet.cli.common import config_from_items, model_from_checkpoint
+
+EPILOG = """examples:
+  ccnet evaluate --checkpoint runs/x/checkpoints/latest.pt                      # its own config and val set
+  ccnet evaluate --checkpoint ck.pt data.root=/data/cityscapes eval.mode=slide eval.crop_size=[769,769]
+  ccnet evaluate configs/cityscapes_official.yaml data.root=/data/cityscapes --predictions preds/
+"""
+
+
+def run(args: argparse.Namespace) -> int:
+    from ccnet.engine.build import build_val_dataset, infer_kwargs
+    from ccnet.engine.distributed import cleanup_distributed, init_distributed
+    from ccnet.engine.evaluate import evaluate, evaluate_predictions
+
+    if (args.checkpoint is None) == (args.predictions is None):
+        raise ValueError("give exactly one of --checkpoint (score a model) or --predictions (score saved PNGs)")
+    try:
+        if args.predictions is not None:
+            config = config_from_items(args.config)
+            dataset = build_val_dataset(config, args.split)
+            ctx = init_distributed("cpu")
+            confusion = evaluate_predictions(args.predictions, dataset, progress=ctx.is_main)
+        else:
+            model, config, _ = model_from_checkpoint(args.checkpoint, args.config)
+            ctx = init_distributed(config.device)
+            dataset = build_val_dataset(config, args.split)
+            confusion = evaluate(model.to(ctx.device), dataset, num_classes=dataset.info.num_classes,
+                                 ignore_index=dataset.info.ignore_index, device=ctx.device,
+                                 infer_kwargs=infer_kwargs(config, dataset.info), progress=ctx.is_main)
+    finally:
+        cleanup_distributed()
+    metrics = confusion.compute()
+    if ctx.is_main:
+        print(metrics.format_table(dataset.info.class_names))
+        if args.output:
+            result = {**metrics.to_dict(), "class_names": list(dataset.info.class_names)}
+            from ccnet.engine.checkpoint import atomic_write_text
+
+            atomic_write_text(args.output, json.dumps(result, indent=2))
+            print(f"metrics written to {args.output}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("evaluate", help="score a checkpoint, or saved prediction PNGs, on a dataset",
+                            description="Per-class IoU/accuracy, mIoU, aAcc, mAcc on a validation split.",
+                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", nargs="*", metavar="[CONFIG] [KEY=VALUE]",
+                        help="config and overrides (with --checkpoint, the checkpoint's own config is the default; "
+                             "eval.* keys choose whole/slide, scales and flip)")
+    parser.add_argument("--checkpoint", metavar="PATH", help="a checkpoint written by ccnet train")
+    parser.add_argument("--predictions", metavar="DIR",
+                        help="score <name>.png label images of train ids (what ccnet predict writes) instead")
+    parser.add_argument("--split", help="dataset split to score (default: data.val_split)")
+    parser.add_argument("--output", metavar="FILE", help="also write the metrics as JSON")
+    parser.set_defaults(func=run)
