@@ -213,6 +213,118 @@ def block_benchmark(
     return rows
 
 
+def composed_block(block: nn.Module, op: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``block``'s weights run as the published code composes them: its ``Conv2d`` q/k/v
+    projections, the attention ``op``, ``gamma * out + x`` (as one ``addcmul``, which spares the
+    baselines a temporary their own code allocates)."""
+
+    def run(x: Tensor) -> Tensor:
+        return torch.addcmul(x, block.gamma, op(block.query_conv(x), block.key_conv(x), block.value_conv(x)))
+
+    return run
+
+
+# The block comparison: our block, the same weights composed with our op, and with the baselines.
+BLOCK_VARIANTS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor] | None] = {
+    "ccnet": None,  # CrissCrossAttention itself: the fused block op
+    "ccnet_op": criss_cross_attention,
+    "official": official_criss_cross,
+    "mmcv": mmcv_criss_cross,
+}
+
+
+def block_comparison(
+    size: tuple[int, int] = (97, 97),
+    channels: int = 512,
+    reduction: int = 8,
+    batches: Iterable[int] = (1, 8),
+    recurrence: int = 2,
+    layout: str = "nchw",
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    repeats: int = 3,
+    memory: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """The RCCA block (``recurrence`` loops, shared weights) in a model of the given layout: our
+    :class:`CrissCrossAttention` against the same weights composed with our op, the official and
+    the mmcv algorithm (see :data:`BLOCK_VARIANTS`). Forward and forward+backward time
+    (round-robin) and peak memory per batch size; one row per batch with our ratios. Every variant
+    runs in ``dtype`` without autocast."""
+    device = torch.device(device)
+    torch.manual_seed(0)
+    block = CrissCrossAttention(channels, reduction, gamma_init=0.5).to(device, dtype)
+    block.to(memory_format=_memory_format(layout))
+    variants = {name: block if op is None else composed_block(block, op) for name, op in BLOCK_VARIANTS.items()}
+
+    def forward(fn: Callable[[Tensor], Tensor], x: Tensor) -> Callable[[], object]:
+        def run() -> object:
+            out = x
+            with torch.no_grad():
+                for _ in range(recurrence):
+                    out = fn(out)
+            return out
+
+        return run
+
+    def forward_backward(fn: Callable[[Tensor], Tensor], x: Tensor, grad: Tensor) -> Callable[[], object]:
+        def run() -> object:
+            block.zero_grad(set_to_none=True)
+            x.grad = None
+            out = x
+            for _ in range(recurrence):
+                out = fn(out)
+            out.backward(grad)
+
+        return run
+
+    rows = []
+    for batch in batches:
+        generator = torch.Generator().manual_seed(batch)
+        x = torch.randn(batch, channels, *size, generator=generator).to(device, dtype)
+        x = x.contiguous(memory_format=_memory_format(layout))
+        x_grad = x.clone().requires_grad_()
+        grad = torch.randn(x.shape, generator=generator).to(device, dtype)
+        grad = grad.contiguous(memory_format=_memory_format(layout))
+        fwd = compare_times({n: forward(f, x) for n, f in variants.items()}, device, warmup=1, repeats=repeats)
+        train = compare_times({n: forward_backward(f, x_grad, grad) for n, f in variants.items()}, device, warmup=1,
+                              repeats=repeats)
+        row: dict[str, Any] = {"batch": batch, "height": size[0], "width": size[1], "channels": channels,
+                               "qk_channels": max(channels // reduction, 1), "recurrence": recurrence,
+                               "layout": layout, "dtype": str(dtype).removeprefix("torch."), "blocks": {}}
+        for name, fn in variants.items():
+            entry = {"forward_ms": median(fwd[name]), "forward_backward_ms": median(train[name]),
+                     "forward_samples_ms": fwd[name], "forward_backward_samples_ms": train[name]}
+            if memory:
+                entry["forward_peak_mb"] = peak_memory_bytes(forward(fn, x), device) / 2**20
+                entry["forward_backward_peak_mb"] = peak_memory_bytes(forward_backward(fn, x_grad, grad),
+                                                                      device) / 2**20
+            row["blocks"][name] = entry
+        ours = row["blocks"]["ccnet"]
+        for name, other in row["blocks"].items():
+            if name == "ccnet":
+                continue
+            row[f"speedup_forward_vs_{name}"] = other["forward_ms"] / ours["forward_ms"]
+            row[f"speedup_forward_backward_vs_{name}"] = other["forward_backward_ms"] / ours["forward_backward_ms"]
+            if memory:
+                row[f"memory_ratio_forward_vs_{name}"] = ours["forward_peak_mb"] / other["forward_peak_mb"]
+                row[f"memory_ratio_forward_backward_vs_{name}"] = (ours["forward_backward_peak_mb"]
+                                                                   / other["forward_backward_peak_mb"])
+        log(_block_comparison_line(row))
+        rows.append(row)
+    return rows
+
+
+def _block_comparison_line(row: dict[str, Any]) -> str:
+    blocks = row["blocks"]
+    text = (f"RCCA R={row['recurrence']} B={row['batch']} {row['layout']}: fwd "
+            + " ".join(f"{n} {e['forward_ms']:.0f}ms" for n, e in blocks.items())
+            + " | fwd+bwd " + " ".join(f"{n} {e['forward_backward_ms']:.0f}ms" for n, e in blocks.items()))
+    if "forward_backward_peak_mb" in blocks["ccnet"]:
+        text += " | fwd+bwd peak " + " ".join(f"{n} {e['forward_backward_peak_mb']:.0f}MB" for n, e in blocks.items())
+    return text
+
+
 def ceiling(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> dict[str, float]:
     """The run's practical matmul rate (GFLOP/s of a 2048x2048 matrix multiply)."""
     return {"matmul_2048_gflops": matmul_rate(2048, dtype, device)}

@@ -58,6 +58,39 @@ def block_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def block_comparison_table(rows: list[dict[str, Any]]) -> str:
+    """Our RCCA block against the same weights composed with our op and with the baselines."""
+    names = list(rows[0]["blocks"]) if rows else []
+    slash = " / ".join(names)
+    memory = bool(rows) and "forward_backward_peak_mb" in rows[0]["blocks"]["ccnet"]
+    lines = [f"| B | layout | fwd ms {slash} | fwd speed-up vs " + ", ".join(names[1:])
+             + f" | fwd+bwd ms {slash} | fwd+bwd speed-up vs " + ", ".join(names[1:])
+             + (f" | fwd peak MB {slash} | fwd+bwd peak MB {slash} |" if memory else " |"),
+             "|---|---|---|---|---|---|" + ("---|---|" if memory else "")]
+    for r in rows:
+        blocks = r["blocks"]
+        cells = [" / ".join(f"{blocks[n]['forward_ms']:.0f}" for n in names),
+                 ", ".join(f"{r[f'speedup_forward_vs_{n}']:.2f}x" for n in names[1:]),
+                 " / ".join(f"{blocks[n]['forward_backward_ms']:.0f}" for n in names),
+                 ", ".join(f"{r[f'speedup_forward_backward_vs_{n}']:.2f}x" for n in names[1:])]
+        if memory:
+            cells += [" / ".join(f"{blocks[n]['forward_peak_mb']:.0f}" for n in names),
+                      " / ".join(f"{blocks[n]['forward_backward_peak_mb']:.0f}" for n in names)]
+        lines.append(f"| {r['batch']} | {r['layout']} | " + " | ".join(cells) + " |")
+    if rows:
+        r = rows[0]
+        lines += ["", f"RCCA block, R={r['recurrence']} (shared weights), {r['channels']} channels, query/key "
+                  f"{r['qk_channels']}, {r['height']}x{r['width']}, {r['dtype']}; every variant has the same weights."]
+        for r in rows:
+            line = (f"B={r['batch']}: forward+backward {r['speedup_forward_backward_vs_mmcv']:.2f}x the mmcv block, "
+                    f"{r['speedup_forward_backward_vs_official']:.2f}x the official one")
+            if memory:
+                line += (f"; fwd+bwd peak memory {r['memory_ratio_forward_backward_vs_mmcv']:.2f}x mmcv's, "
+                         f"{r['memory_ratio_forward_backward_vs_official']:.2f}x the official's")
+            lines.append(line + ".")
+    return "\n".join(lines)
+
+
 def model_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| task | input | NCHW ms | channels-last ms | channels-last speed-up |", "|---|---|---|---|---|"]
     for r in rows:

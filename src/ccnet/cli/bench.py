@@ -33,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
     if "block" in parts:
         results["block"] = attention.block_benchmark(device=args.device, repeats=max(1, args.repeats // 2))
         tables.append(report.block_table(results["block"]))
+        results["block_vs_baselines"] = attention.block_comparison(batches=args.batches, device=args.device,
+                                                                   repeats=args.repeats)
+        tables.append(report.block_comparison_table(results["block_vs_baselines"]))
     if "model" in parts:
         results["model"] = model_benchmark(backbone=args.model_backbone, device=args.device,
                                            repeats=max(1, args.repeats // 2))

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from ccnet.ops import criss_cross_attention, criss_cross_attention_3d, non_local_attention
+from ccnet.ops import criss_cross_attention, criss_cross_attention_3d, criss_cross_block, non_local_attention
 
 
 class _ResidualAttention(nn.Module):
@@ -31,13 +31,16 @@ class _ResidualAttention(nn.Module):
         self.value_conv = self.conv(in_channels, in_channels, kernel_size=1)
         self.gamma = nn.Parameter(torch.full((1,), float(gamma_init)))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _check_input(self, x: Tensor) -> None:
         ndim = self.query_conv.weight.dim()
         if x.dim() != ndim or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"{type(self).__name__}({self.in_channels}) expects {ndim}D input with {self.in_channels} "
                 f"channels, got shape {tuple(x.shape)}"
             )
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
         out = type(self).attend(self.query_conv(x), self.key_conv(x), self.value_conv(x))
         if not torch.is_grad_enabled() and out.dtype == x.dtype == torch.result_type(out, self.gamma):
             return out.mul_(self.gamma).add_(x)  # inference: in place, no map-sized temporaries
@@ -47,7 +50,18 @@ class _ResidualAttention(nn.Module):
         return f"in_channels={self.in_channels}"
 
 
-class CrissCrossAttention(_ResidualAttention):
+class _CrissCrossBlock(_ResidualAttention):
+    """Runs as one op, :func:`ccnet.ops.criss_cross_block`: the same values and gradients as the
+    composition above without its layout transposes in NCHW models (the composition under tracers,
+    exporters and autocast)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        q, k, v = self.query_conv, self.key_conv, self.value_conv
+        return criss_cross_block(x, q.weight, q.bias, k.weight, k.bias, v.weight, v.bias, self.gamma)
+
+
+class CrissCrossAttention(_CrissCrossBlock):
     """Criss-cross attention block: ``gamma * CCA(q(x), k(x), v(x)) + x`` on ``(B, C, H, W)``.
 
     Query and key are 1x1 convs to ``in_channels // reduction`` channels, value a 1x1 conv to
@@ -59,7 +73,7 @@ class CrissCrossAttention(_ResidualAttention):
     attend = staticmethod(criss_cross_attention)
 
 
-class CrissCrossAttention3d(_ResidualAttention):
+class CrissCrossAttention3d(_CrissCrossBlock):
     """Criss-cross attention over ``(B, C, T, H, W)`` video features: each voxel sees its T-, H-
     and W-lines (itself once). Same parameter names as the 2D block, with 1x1x1 convs."""
 

@@ -1,0 +1,249 @@
+"""The whole criss-cross attention block as one op: ``gamma * CCA(q(x), k(x), v(x)) + x``.
+
+Why an op of its own: the attention runs on channels-last matrices, while models train in NCHW.
+Composed from ``Conv2d`` and :func:`ccnet.ops.criss_cross_attention`, an NCHW block pays layout
+transposes of q, k, v into the op and of the output out of it, again in backward, plus the CPU
+convolutions' own reorders. Here the layouts meet inside GEMMs instead:
+
+* q, k and v come from one GEMM per sample, ``x_b^T @ [Wq; Wk; Wv]^T``: an NCHW sample is a
+  ``(C, S)`` matrix (``S`` positions), its transpose a valid BLAS operand, and the product is
+  ``(S, Cq + Cq + C)``, channels-last, with no copy. The attention reads q, k and v as channel
+  slices of that buffer.
+* The residual ``x + gamma * out`` with ``out`` channels-last and ``x`` NCHW is one blocked 2D
+  transpose per sample (PyTorch's fastest copy) and one fused multiply-add.
+* Backward: ``grad_x = grad_y + (gamma W)^T @ grad_qkv^T`` is a GEMM writing NCHW directly; the
+  weight gradient ``grad_qkv^T @ x_b^T`` reads x in place. Only the incoming gradient is
+  transposed once, for the column lines.
+
+Memory: forward keeps x (the caller's), the q/k/v buffer and one float32 log-sum-exp per position;
+attention weights are recomputed in backward. Each sample is processed on its own, so energies,
+the channels-last output and every gradient temporary exist for one sample at a time. ``gamma``
+never multiplies a map-sized tensor in backward: the attention gradients are taken for the
+unscaled output and ``gamma`` is folded into the small weight matrices, and ``dL/dgamma`` is
+the sum of the per-position ``<grad, out>`` that backward computes anyway.
+
+Eager only. Under tracers and exporters, under autocast, for double backward and for inputs the
+fused path does not cover (mixed dtypes, missing biases, other layouts), the block is the plain
+composition of convolutions and :func:`ccnet.ops.criss_cross_attention`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import FunctionCtx
+
+from ccnet.ops.composite import criss_cross_composite, energy_dtype
+from ccnet.ops.criss_cross import _is_tracing, criss_cross_attention, criss_cross_attention_3d
+from ccnet.ops.criss_cross_function import backward_channels_last, forward_channels_last
+
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def criss_cross_block(x: Tensor, query_weight: Tensor, query_bias: Tensor | None, key_weight: Tensor,
+                      key_bias: Tensor | None, value_weight: Tensor, value_bias: Tensor | None,
+                      gamma: Tensor) -> Tensor:
+    """``gamma * criss_cross_attention(q, k, v) + x`` with 1x1 (1x1x1) projections ``q = conv(x, Wq, bq)`` etc.
+
+    Args:
+        x: ``(B, C, H, W)`` or ``(B, C, T, H, W)``, NCHW or channels-last.
+        query_weight, key_weight: ``(Cq, C, 1, 1[, 1])``; value_weight: ``(C, C, 1, 1[, 1])``; biases
+            of matching length (or None).
+        gamma: the residual weight, shape ``(1,)``.
+
+    Returns:
+        Same shape, dtype and layout as ``x``. Same values and gradients as the composition of
+        convolutions and :func:`criss_cross_attention` (the fused path is used in eager mode; see
+        the module docstring).
+    """
+    params = (query_weight, query_bias, key_weight, key_bias, value_weight, value_bias, gamma)
+    if _fused_path_applies(x, params):
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *params)):
+            return CrissCrossBlockFunction.apply(x, *params)
+        return _fused_forward(x, params, for_backward=False)[0]  # inference: nothing to keep
+    return _composed_block(x, *params)
+
+
+def _composed_block(x: Tensor, query_weight: Tensor, query_bias: Tensor | None, key_weight: Tensor,
+                    key_bias: Tensor | None, value_weight: Tensor, value_bias: Tensor | None, gamma: Tensor,
+                    attend=None) -> Tensor:
+    """The plain composition: convolutions, the attention op, ``gamma * out + x``."""
+    conv = F.conv2d if x.dim() == 4 else F.conv3d
+    if attend is None:
+        attend = criss_cross_attention if x.dim() == 4 else criss_cross_attention_3d
+    out = attend(conv(x, query_weight, query_bias), conv(x, key_weight, key_bias), conv(x, value_weight, value_bias))
+    if not torch.is_grad_enabled() and out.dtype == x.dtype == torch.result_type(out, gamma):
+        return out.mul_(gamma).add_(x)  # inference: in place, no map-sized temporaries
+    return torch.addcmul(x, gamma, out)  # gamma * out + x in one op
+
+
+def _layout(x: Tensor) -> str | None:
+    """``"nchw"`` or ``"channels_last"`` for the dense layouts the fused path reads, else None."""
+    if x.is_contiguous():
+        return "nchw"
+    if x.dim() in _CHANNELS_LAST and x.is_contiguous(memory_format=_CHANNELS_LAST[x.dim()]):
+        return "channels_last"
+    return None
+
+
+def _fused_path_applies(x: Tensor, params: tuple[Tensor | None, ...]) -> bool:
+    if _is_tracing() or x.dim() not in _CHANNELS_LAST or _layout(x) is None or not x.is_floating_point():
+        return False
+    if any(p is None or p.dtype != x.dtype or p.device != x.device for p in params):
+        return False
+    device_type = x.device.type
+    return not (device_type in ("cpu", "cuda", "xpu", "mps") and torch.is_autocast_enabled(device_type))
+
+
+def _samples_as_rows(x: Tensor) -> list[Tensor]:
+    """Each sample of ``(B, C, *spatial)`` as an ``(S, C)`` matrix view (S positions): the
+    transpose of a ``(C, S)`` matrix for NCHW, a contiguous matrix for channels-last."""
+    batch, channels = x.shape[:2]
+    if _layout(x) == "nchw":
+        return list(x.view(batch, channels, -1).transpose(1, 2).unbind(0))
+    return list(x.movedim(1, -1).reshape(batch, -1, channels).unbind(0))
+
+
+def _fused_weights(query_weight: Tensor, key_weight: Tensor, value_weight: Tensor) -> Tensor:
+    """``[Wq; Wk; Wv]`` as one ``(Cq + Cq + C, C)`` matrix."""
+    return torch.cat([w.reshape(w.shape[0], -1) for w in (query_weight, key_weight, value_weight)])
+
+
+def _project(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``(B, *spatial, Cq + Cq + C)``: q, k and v channels-last, one GEMM per sample."""
+    batch, _, *spatial = x.shape
+    qkv = x.new_empty((batch, *spatial, weight.shape[0]))
+    for rows, out in zip(_samples_as_rows(x), qkv.view(batch, -1, weight.shape[0]).unbind(0), strict=True):
+        torch.addmm(bias, rows, weight.t(), out=out)
+    return qkv
+
+
+def _split(qkv: Tensor, qk_channels: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Channel slices q, k (in the energy dtype; a copy only if that differs) and v."""
+    precision = energy_dtype(qkv.dtype)
+    q, k, v = qkv.split([qk_channels, qk_channels, qkv.shape[-1] - 2 * qk_channels], dim=-1)
+    return q.to(precision), k.to(precision), v
+
+
+def _channels_last_sample(x: Tensor) -> Tensor:
+    """A ``(1, C, *spatial)`` sample as a contiguous ``(1, *spatial, C)`` tensor: one blocked 2D
+    transpose for NCHW (PyTorch's fast path for 2D transposing copies), a view for channels-last."""
+    channels = x.shape[1]
+    if _layout(x) == "channels_last":
+        return x.movedim(1, -1)
+    out = x.new_empty((1, *x.shape[2:], channels))
+    out.view(-1, channels).copy_(x.view(channels, -1).t())
+    return out
+
+
+def _add_residual(out: Tensor, x: Tensor, gamma: Tensor, y: Tensor) -> None:
+    """``y = x + gamma * out`` for one sample: ``out`` channels-last ``(1, *spatial, C)``, ``x`` and
+    ``y`` ``(1, C, *spatial)`` in the same layout."""
+    channels = x.shape[1]
+    if _layout(x) == "nchw":
+        y.view(channels, -1).copy_(out.view(-1, channels).t())  # blocked transpose into place
+        torch.addcmul(x, gamma, y, out=y)
+    else:
+        torch.addcmul(x, gamma, out.movedim(-1, 1), out=y)
+
+
+def _fused_forward(x: Tensor, params: tuple[Tensor, ...], for_backward: bool) -> tuple[Tensor, Tensor | None,
+                                                                                       Tensor | None]:
+    """The block's output and, ``for_backward``, the q/k/v buffer and the log-sum-exp to save.
+
+    Sample by sample, so the energies and the channels-last output exist for one sample at a time;
+    without backward the projections too, and each is freed before the output is allocated."""
+    query_weight, query_bias, key_weight, key_bias, value_weight, value_bias, gamma = params
+    weight = _fused_weights(query_weight, key_weight, value_weight)
+    bias = torch.cat([query_bias, key_bias, value_bias])
+    qkv = _project(x, weight, bias) if for_backward else None
+    lse = x.new_empty((x.shape[0], *x.shape[2:]), dtype=energy_dtype(x.dtype)) if for_backward else None
+    y = None
+    for b in range(x.shape[0]):
+        part = slice(b, b + 1)
+        q, k, v = _split(qkv[part] if for_backward else _project(x[part], weight, bias), query_weight.shape[0])
+        out, sample_lse = forward_channels_last(q, k, v)
+        del q, k, v  # without backward, this sample's projections go before y arrives
+        if for_backward:
+            lse[part] = sample_lse
+        y = torch.empty_like(x) if y is None else y
+        _add_residual(out, x[part], gamma, y[part])
+    return y, qkv, lse
+
+
+class CrissCrossBlockFunction(torch.autograd.Function):
+    """The fused block (see the module docstring). Saves x, the fused weight, ``gamma``, the q/k/v
+    buffer and the log-sum-exp; double backward differentiates the composition instead."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: Tensor, query_weight: Tensor, query_bias: Tensor, key_weight: Tensor,
+                key_bias: Tensor, value_weight: Tensor, value_bias: Tensor, gamma: Tensor) -> Tensor:
+        y, qkv, lse = _fused_forward(x, (query_weight, query_bias, key_weight, key_bias, value_weight, value_bias,
+                                         gamma), for_backward=True)
+        ctx.qk_channels = query_weight.shape[0]
+        ctx.save_for_backward(x, query_weight, query_bias, key_weight, key_bias, value_weight, value_bias, gamma,
+                              qkv, lse)
+        return y
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad_y: Tensor) -> tuple[Tensor | None, ...]:
+        x, *params, qkv, lse = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the composition instead
+            return _composition_grads(ctx, grad_y, x, params)
+        gamma = params[-1]
+        weight = _fused_weights(params[0], params[2], params[4])
+        scaled_weight = weight * gamma  # gamma folded into the small matrix, not into map-sized tensors
+        grad_y = grad_y.contiguous(memory_format=torch.contiguous_format if _layout(x) == "nchw"
+                                   else _CHANNELS_LAST[x.dim()])
+        q, k, v = _split(qkv, ctx.qk_channels)
+        splits = [ctx.qk_channels, ctx.qk_channels, v.shape[-1]]
+        need_x, need_params = ctx.needs_input_grad[0], any(ctx.needs_input_grad[1:])
+        grad_x = None  # allocated once the first sample's temporaries are freed
+        grad_weight = weight.new_zeros(weight.shape)
+        grad_bias = weight.new_zeros(weight.shape[0])
+        grad_gamma = gamma.new_zeros(gamma.shape, dtype=lse.dtype)
+        x_rows = _samples_as_rows(x)
+        channels = x.shape[1]
+        for b in range(x.shape[0]):
+            part = slice(b, b + 1)
+            grad = _channels_last_sample(grad_y[part])
+            *grads, delta = backward_channels_last(grad, q[part], k[part], v[part], lse[part])
+            grad_gamma += delta.sum()
+            grads = [g.reshape(-1, g.shape[-1]).to(weight.dtype) for g in grads]
+            if need_params:
+                for g, gw, gb in zip(grads, grad_weight.split(splits), grad_bias.split(splits), strict=True):
+                    gw.addmm_(g.t(), x_rows[b])
+                    gb.add_(g.sum(0))
+            if not need_x:
+                continue
+            # grad_x = grad_y + sum over q, k, v of grad @ (gamma W), accumulated channels-last: MKL
+            # runs (S, C) outputs about 1.5x faster than (C, S) ones.
+            if _layout(x) == "nchw":
+                rows = grad.view(-1, channels)  # our own transposed copy of grad_y: accumulate into it
+                for g, w in zip(grads, scaled_weight.split(splits), strict=True):
+                    rows.addmm_(g, w)
+                grads.clear()  # the value gradient goes before grad_x arrives
+                grad_x = torch.empty_like(x) if grad_x is None else grad_x
+                grad_x[b].view(channels, -1).copy_(rows.t())  # one blocked transpose into NCHW
+            else:
+                grad_x = torch.empty_like(x) if grad_x is None else grad_x
+                rows = grad_x[part].movedim(1, -1).view(-1, channels)
+                rows.copy_(grad.view(-1, channels))
+                for g, w in zip(grads, scaled_weight.split(splits), strict=True):
+                    rows.addmm_(g, w)
+        grad_weight.mul_(gamma)
+        grad_bias.mul_(gamma)
+        weights = [g.view_as(w) for g, w in zip(grad_weight.split(splits), params[0:6:2], strict=True)]
+        biases = grad_bias.split(splits)
+        grads = (grad_x, weights[0], biases[0], weights[1], biases[1], weights[2], biases[2],
+                 grad_gamma.to(gamma.dtype))
+        return tuple(g if needed else None for g, needed in zip(grads, ctx.needs_input_grad, strict=True))
+
+
+def _composition_grads(ctx: FunctionCtx, grad_y: Tensor, x: Tensor, params: list[Tensor]) -> tuple[Tensor | None, ...]:
+    """Gradients with a graph (double backward), through the differentiable composition."""
+    inputs = [t for t, needed in zip((x, *params), ctx.needs_input_grad, strict=True) if needed]
+    out = _composed_block(x, *params, attend=criss_cross_composite)
+    grads = iter(torch.autograd.grad(out, inputs, grad_y, create_graph=True))
+    return tuple(next(grads) if needed else None for needed in ctx.needs_input_grad)
