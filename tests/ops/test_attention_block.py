@@ -185,6 +185,10 @@ def test_functional_form_matches_the_module():
     torch.testing.assert_close(out, block(x))
     with pytest.raises(ValueError, match=r"expects 4D input with 6 channels, got shape \(1, 5, 3, 5\)"):
         block(torch.randn(1, 5, 3, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"value_weight must be \(6, 6, 1, 1\) .* got \(3, 6, 1, 1\)"):
+        criss_cross_block(x, q.weight, q.bias, k.weight, k.bias, q.weight, q.bias, block.gamma)
+    with pytest.raises(ValueError, match=r"x must be \(B, C, H, W\) or \(B, C, T, H, W\), got shape \(6, 3, 5\)"):
+        criss_cross_block(x[0], q.weight, q.bias, k.weight, k.bias, v.weight, v.bias, block.gamma)
 
 
 def test_tracers_see_the_composition():

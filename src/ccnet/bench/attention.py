@@ -134,29 +134,34 @@ def op_benchmark(
                                                                       device) / 2**20
                 entry["forward_peak_mb"] = peak_memory_bytes(forward_runner(op, inputs), device) / 2**20
             row["ops"][name] = entry
-        ours = row["ops"]["ccnet"]
-        for name in OPS:
-            if name != "ccnet":
-                other = row["ops"][name]
-                row[f"speedup_forward_vs_{name}"] = other["forward_ms"] / ours["forward_ms"]
-                row[f"speedup_forward_backward_vs_{name}"] = other["forward_backward_ms"] / ours["forward_backward_ms"]
-                if memory:
-                    ratio = ours["forward_backward_peak_mb"] / other["forward_backward_peak_mb"]
-                    row[f"memory_ratio_vs_{name}"] = ratio
+        _add_speedups(row, row["ops"])
+        if memory:
+            peak = "forward_backward_peak_mb"
+            for name, other in row["ops"].items():
+                if name != "ccnet":
+                    row[f"memory_ratio_vs_{name}"] = row["ops"]["ccnet"][peak] / other[peak]
         if check and batch == 1:
             row["relative_error"] = relative_error(criss_cross_attention, inputs)
-        log(_op_line(row))
+        log(_timing_line(f"{row['size']} B={row['batch']} C={row['channels']} {row['layout']}", row["ops"], 1))
         rows.append(row)
     return rows
 
 
-def _op_line(row: dict[str, Any]) -> str:
-    ops = row["ops"]
-    text = (f"{row['size']} B={row['batch']} C={row['channels']} {row['layout']}: fwd "
-            + " ".join(f"{n} {e['forward_ms']:.1f}ms" for n, e in ops.items())
-            + " | fwd+bwd " + " ".join(f"{n} {e['forward_backward_ms']:.1f}ms" for n, e in ops.items()))
-    if "forward_backward_peak_mb" in ops["ccnet"]:
-        text += " | peak " + " ".join(f"{n} {e['forward_backward_peak_mb']:.0f}MB" for n, e in ops.items())
+def _add_speedups(row: dict[str, Any], entries: dict[str, dict[str, Any]]) -> None:
+    """``speedup_{forward,forward_backward}_vs_NAME``: each candidate's median time over ours."""
+    ours = entries["ccnet"]
+    for name, other in entries.items():
+        if name != "ccnet":
+            row[f"speedup_forward_vs_{name}"] = other["forward_ms"] / ours["forward_ms"]
+            row[f"speedup_forward_backward_vs_{name}"] = other["forward_backward_ms"] / ours["forward_backward_ms"]
+
+
+def _timing_line(prefix: str, entries: dict[str, dict[str, Any]], digits: int) -> str:
+    """One progress line: every candidate's forward and forward+backward time (and peak memory)."""
+    text = (f"{prefix}: fwd " + " ".join(f"{n} {e['forward_ms']:.{digits}f}ms" for n, e in entries.items())
+            + " | fwd+bwd " + " ".join(f"{n} {e['forward_backward_ms']:.{digits}f}ms" for n, e in entries.items()))
+    if "forward_backward_peak_mb" in entries["ccnet"]:
+        text += " | fwd+bwd peak " + " ".join(f"{n} {e['forward_backward_peak_mb']:.0f}MB" for n, e in entries.items())
     return text
 
 
@@ -300,29 +305,16 @@ def block_comparison(
                 entry["forward_backward_peak_mb"] = peak_memory_bytes(forward_backward(fn, x_grad, grad),
                                                                       device) / 2**20
             row["blocks"][name] = entry
-        ours = row["blocks"]["ccnet"]
-        for name, other in row["blocks"].items():
-            if name == "ccnet":
-                continue
-            row[f"speedup_forward_vs_{name}"] = other["forward_ms"] / ours["forward_ms"]
-            row[f"speedup_forward_backward_vs_{name}"] = other["forward_backward_ms"] / ours["forward_backward_ms"]
-            if memory:
-                row[f"memory_ratio_forward_vs_{name}"] = ours["forward_peak_mb"] / other["forward_peak_mb"]
-                row[f"memory_ratio_forward_backward_vs_{name}"] = (ours["forward_backward_peak_mb"]
-                                                                   / other["forward_backward_peak_mb"])
-        log(_block_comparison_line(row))
+        _add_speedups(row, row["blocks"])
+        if memory:
+            ours = row["blocks"]["ccnet"]
+            for name, other in row["blocks"].items():
+                if name != "ccnet":
+                    for key in ("forward", "forward_backward"):
+                        row[f"memory_ratio_{key}_vs_{name}"] = ours[f"{key}_peak_mb"] / other[f"{key}_peak_mb"]
+        log(_timing_line(f"RCCA R={recurrence} B={batch} {layout}", row["blocks"], 0))
         rows.append(row)
     return rows
-
-
-def _block_comparison_line(row: dict[str, Any]) -> str:
-    blocks = row["blocks"]
-    text = (f"RCCA R={row['recurrence']} B={row['batch']} {row['layout']}: fwd "
-            + " ".join(f"{n} {e['forward_ms']:.0f}ms" for n, e in blocks.items())
-            + " | fwd+bwd " + " ".join(f"{n} {e['forward_backward_ms']:.0f}ms" for n, e in blocks.items()))
-    if "forward_backward_peak_mb" in blocks["ccnet"]:
-        text += " | fwd+bwd peak " + " ".join(f"{n} {e['forward_backward_peak_mb']:.0f}MB" for n, e in blocks.items())
-    return text
 
 
 def ceiling(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> dict[str, float]:

@@ -58,11 +58,29 @@ def criss_cross_block(x: Tensor, query_weight: Tensor, query_bias: Tensor | None
         the module docstring).
     """
     params = (query_weight, query_bias, key_weight, key_bias, value_weight, value_bias, gamma)
+    _check_shapes(x, params)
     if _fused_path_applies(x, params):
         if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *params)):
             return CrissCrossBlockFunction.apply(x, *params)
         return _fused_forward(x, params, for_backward=False)[0]  # inference: nothing to keep
     return _composed_block(x, *params)
+
+
+def _check_shapes(x: Tensor, params: tuple[Tensor | None, ...]) -> None:
+    query_weight, query_bias, key_weight, key_bias, value_weight, value_bias, gamma = params
+    if x.dim() not in _CHANNELS_LAST:
+        raise ValueError(f"x must be (B, C, H, W) or (B, C, T, H, W), got shape {tuple(x.shape)}")
+    channels, kernel = x.shape[1], (1,) * (x.dim() - 2)
+    expected = {"query_weight": (query_weight.shape[0], channels, *kernel),
+                "key_weight": (query_weight.shape[0], channels, *kernel),
+                "value_weight": (channels, channels, *kernel)}
+    for (name, shape), weight, bias in zip(expected.items(), (query_weight, key_weight, value_weight),
+                                           (query_bias, key_bias, value_bias), strict=True):
+        if tuple(weight.shape) != shape or (bias is not None and tuple(bias.shape) != shape[:1]):
+            raise ValueError(f"{name} must be {shape} with a bias of ({shape[0]},) for x of shape {tuple(x.shape)}, "
+                             f"got {tuple(weight.shape)}" + (f" and {tuple(bias.shape)}" if bias is not None else ""))
+    if gamma.numel() != 1:
+        raise ValueError(f"gamma must hold one value, got shape {tuple(gamma.shape)}")
 
 
 def _composed_block(x: Tensor, query_weight: Tensor, query_bias: Tensor | None, key_weight: Tensor,
