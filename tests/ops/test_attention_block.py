@@ -109,6 +109,15 @@ def test_two_loops_with_shared_weights_match_the_composition(layout):
         torch.testing.assert_close(grads[name], ref_grads[name], msg=name)
 
 
+@pytest.mark.parametrize("layout", list(FORMATS))
+@pytest.mark.parametrize("samples_per_group", [1, 2])
+def test_batches_split_into_groups_give_the_same_results(samples_per_group, layout, monkeypatch):
+    x = torch.randn(5, 6, 4, 3, dtype=torch.float64).contiguous(memory_format=FORMATS[layout])
+    monkeypatch.setattr(block_module, "_GROUP_BYTES", samples_per_group * x[0].numel() * x.element_size())
+    assert [g.stop - g.start for g in block_module._groups(x)] == ([1] * 5 if samples_per_group == 1 else [2, 2, 1])
+    _assert_matches_reference(_block(2), x)
+
+
 def test_frozen_parameters_input_without_grad_and_expanded_gradient():
     block = _block(2)
     block.query_conv.requires_grad_(False)

@@ -16,8 +16,9 @@ convolutions' own reorders. Here the layouts meet inside GEMMs instead:
   transposed once, for the column lines.
 
 Memory: forward keeps x (the caller's), the q/k/v buffer and one float32 log-sum-exp per position;
-attention weights are recomputed in backward. Each sample is processed on its own, so energies,
-the channels-last output and every gradient temporary exist for one sample at a time. ``gamma``
+attention weights are recomputed in backward. Samples are processed in small groups (one at a
+time for large maps), so energies, the channels-last output and every gradient temporary exist
+for a group at a time. ``gamma``
 never multiplies a map-sized tensor in backward: the attention gradients are taken for the
 unscaled output and ``gamma`` is folded into the small weight matrices, and ``dL/dgamma`` is
 the sum of the per-position ``<grad, out>`` that backward computes anyway.
@@ -114,13 +115,28 @@ def _fused_path_applies(x: Tensor, params: tuple[Tensor | None, ...]) -> bool:
     return not (device_type in ("cpu", "cuda", "xpu", "mps") and torch.is_autocast_enabled(device_type))
 
 
-def _samples_as_rows(x: Tensor) -> list[Tensor]:
-    """Each sample of ``(B, C, *spatial)`` as an ``(S, C)`` matrix view (S positions): the
-    transpose of a ``(C, S)`` matrix for NCHW, a contiguous matrix for channels-last."""
+# Samples are processed in groups whose channels-last value-sized temporaries (the output, the
+# incoming gradient, the value gradient) stay under this many bytes each: one sample at a time for
+# large maps, several at once for small ones (fewer, larger kernels: on a GPU, fewer launches).
+_GROUP_BYTES = 64 * 2**20
+
+
+def _groups(x: Tensor) -> list[slice]:
+    """Consecutive batch slices of about equal size, each within :data:`_GROUP_BYTES` per temporary."""
+    batch = x.shape[0]
+    per_sample = max(1, x[0].numel() * x.element_size())
+    count = min(batch, -(-batch * per_sample // _GROUP_BYTES))
+    size = -(-batch // max(count, 1))
+    return [slice(start, min(start + size, batch)) for start in range(0, batch, size)]
+
+
+def _rows(x: Tensor) -> Tensor:
+    """``(B, C, *spatial)`` as ``(B, S, C)`` views (S positions): per sample the transpose of a
+    ``(C, S)`` matrix for NCHW, a contiguous matrix for channels-last; valid BLAS operands both."""
     batch, channels = x.shape[:2]
     if _layout(x) == "nchw":
-        return list(x.view(batch, channels, -1).transpose(1, 2).unbind(0))
-    return list(x.movedim(1, -1).reshape(batch, -1, channels).unbind(0))
+        return x.view(batch, channels, -1).transpose(1, 2)
+    return x.movedim(1, -1).reshape(batch, -1, channels)
 
 
 def _fused_weights(query_weight: Tensor, key_weight: Tensor, value_weight: Tensor) -> Tensor:
@@ -132,7 +148,7 @@ def _project(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """``(B, *spatial, Cq + Cq + C)``: q, k and v channels-last, one GEMM per sample."""
     batch, _, *spatial = x.shape
     qkv = x.new_empty((batch, *spatial, weight.shape[0]))
-    for rows, out in zip(_samples_as_rows(x), qkv.view(batch, -1, weight.shape[0]).unbind(0), strict=True):
+    for rows, out in zip(_rows(x), qkv.view(batch, -1, weight.shape[0]), strict=True):
         torch.addmm(bias, rows, weight.t(), out=out)
     return qkv
 
@@ -144,49 +160,49 @@ def _split(qkv: Tensor, qk_channels: int) -> tuple[Tensor, Tensor, Tensor]:
     return q.to(precision), k.to(precision), v
 
 
-def _channels_last_sample(x: Tensor) -> Tensor:
-    """A ``(1, C, *spatial)`` sample as a contiguous ``(1, *spatial, C)`` tensor: one blocked 2D
-    transpose for NCHW (PyTorch's fast path for 2D transposing copies), a view for channels-last."""
-    channels = x.shape[1]
+def _to_channels_last(x: Tensor) -> Tensor:
+    """``(G, C, *spatial)`` as a contiguous ``(G, *spatial, C)`` tensor: one blocked 2D transpose per
+    sample for NCHW (PyTorch's fast path for transposing copies), a view for channels-last."""
     if _layout(x) == "channels_last":
         return x.movedim(1, -1)
-    out = x.new_empty((1, *x.shape[2:], channels))
-    out.view(-1, channels).copy_(x.view(channels, -1).t())
+    out = x.new_empty((x.shape[0], *x.shape[2:], x.shape[1]))
+    for dst, src in zip(out.view(x.shape[0], -1, x.shape[1]), _rows(x), strict=True):
+        dst.copy_(src)
     return out
 
 
-def _add_residual(out: Tensor, x: Tensor, gamma: Tensor, y: Tensor) -> None:
-    """``y = x + gamma * out`` for one sample: ``out`` channels-last ``(1, *spatial, C)``, ``x`` and
-    ``y`` ``(1, C, *spatial)`` in the same layout."""
-    channels = x.shape[1]
-    if _layout(x) == "nchw":
-        y.view(channels, -1).copy_(out.view(-1, channels).t())  # blocked transpose into place
-        torch.addcmul(x, gamma, y, out=y)
-    else:
-        torch.addcmul(x, gamma, out.movedim(-1, 1), out=y)
+def _store(rows: Tensor, out: Tensor) -> None:
+    """Channels-last ``(G, *spatial, C)`` ``rows`` into ``out`` ``(G, C, *spatial)`` of either layout
+    (for NCHW, one blocked 2D transpose per sample)."""
+    if _layout(out) == "channels_last":
+        out.movedim(1, -1).copy_(rows)
+        return
+    channels = out.shape[1]
+    for dst, src in zip(out.view(out.shape[0], channels, -1), rows.view(rows.shape[0], -1, channels), strict=True):
+        dst.copy_(src.t())
 
 
 def _fused_forward(x: Tensor, params: tuple[Tensor, ...], for_backward: bool) -> tuple[Tensor, Tensor | None,
                                                                                        Tensor | None]:
     """The block's output and, ``for_backward``, the q/k/v buffer and the log-sum-exp to save.
 
-    Sample by sample, so the energies and the channels-last output exist for one sample at a time;
-    without backward the projections too, and each is freed before the output is allocated."""
+    Group by group (:func:`_groups`), so the energies and the channels-last output exist for a few
+    samples at a time; without backward the projections too, freed before the output is allocated."""
     query_weight, query_bias, key_weight, key_bias, value_weight, value_bias, gamma = params
     weight = _fused_weights(query_weight, key_weight, value_weight)
     bias = torch.cat([query_bias, key_bias, value_bias])
     qkv = _project(x, weight, bias) if for_backward else None
     lse = x.new_empty((x.shape[0], *x.shape[2:]), dtype=energy_dtype(x.dtype)) if for_backward else None
     y = None
-    for b in range(x.shape[0]):
-        part = slice(b, b + 1)
-        q, k, v = _split(qkv[part] if for_backward else _project(x[part], weight, bias), query_weight.shape[0])
-        out, sample_lse = forward_channels_last(q, k, v)
-        del q, k, v  # without backward, this sample's projections go before y arrives
+    for group in _groups(x):
+        q, k, v = _split(qkv[group] if for_backward else _project(x[group], weight, bias), query_weight.shape[0])
+        out, group_lse = forward_channels_last(q, k, v)
+        del q, k, v  # without backward, this group's projections go before y arrives
         if for_backward:
-            lse[part] = sample_lse
+            lse[group] = group_lse
         y = torch.empty_like(x) if y is None else y
-        _add_residual(out, x[part], gamma, y[part])
+        _store(out, y[group])  # y = x + gamma * out, in y's layout
+        torch.addcmul(x[group], gamma, y[group], out=y[group])
     return y, qkv, lse
 
 
@@ -217,39 +233,36 @@ class CrissCrossBlockFunction(torch.autograd.Function):
         q, k, v = _split(qkv, ctx.qk_channels)
         splits = [ctx.qk_channels, ctx.qk_channels, v.shape[-1]]
         need_x, need_params = ctx.needs_input_grad[0], any(ctx.needs_input_grad[1:])
-        grad_x = None  # allocated once the first sample's temporaries are freed
+        grad_x = None  # allocated once the first group's temporaries are freed
         grad_weight = weight.new_zeros(weight.shape)
         grad_bias = weight.new_zeros(weight.shape[0])
         grad_gamma = gamma.new_zeros(gamma.shape, dtype=lse.dtype)
-        x_rows = _samples_as_rows(x)
-        channels = x.shape[1]
-        for b in range(x.shape[0]):
-            part = slice(b, b + 1)
-            grad = _channels_last_sample(grad_y[part])
-            *grads, delta = backward_channels_last(grad, q[part], k[part], v[part], lse[part])
+        x_rows = _rows(x)
+        for group in _groups(x):
+            grad = _to_channels_last(grad_y[group])
+            *grads, delta = backward_channels_last(grad, q[group], k[group], v[group], lse[group])
             grad_gamma += delta.sum()
-            grads = [g.reshape(-1, g.shape[-1]).to(weight.dtype) for g in grads]
+            grads = [g.to(weight.dtype).view(g.shape[0], -1, g.shape[-1]) for g in grads]  # (G, S, C_i)
             if need_params:
                 for g, gw, gb in zip(grads, grad_weight.split(splits), grad_bias.split(splits), strict=True):
-                    gw.addmm_(g.t(), x_rows[b])
-                    gb.add_(g.sum(0))
+                    gw.add_(torch.bmm(g.transpose(1, 2), x_rows[group]).sum(0))
+                    gb.add_(g.sum((0, 1)))
             if not need_x:
                 continue
             # grad_x = grad_y + sum over q, k, v of grad @ (gamma W), accumulated channels-last: MKL
             # runs (S, C) outputs about 1.5x faster than (C, S) ones.
             if _layout(x) == "nchw":
-                rows = grad.view(-1, channels)  # our own transposed copy of grad_y: accumulate into it
-                for g, w in zip(grads, scaled_weight.split(splits), strict=True):
-                    rows.addmm_(g, w)
-                grads.clear()  # the value gradient goes before grad_x arrives
-                grad_x = torch.empty_like(x) if grad_x is None else grad_x
-                grad_x[b].view(channels, -1).copy_(rows.t())  # one blocked transpose into NCHW
+                rows = grad.view(-1, grad.shape[-1])  # our own transposed copy of grad_y: accumulate into it
             else:
                 grad_x = torch.empty_like(x) if grad_x is None else grad_x
-                rows = grad_x[part].movedim(1, -1).view(-1, channels)
-                rows.copy_(grad.view(-1, channels))
-                for g, w in zip(grads, scaled_weight.split(splits), strict=True):
-                    rows.addmm_(g, w)
+                rows = grad_x[group].movedim(1, -1).view(-1, grad.shape[-1])
+                rows.copy_(grad.reshape(rows.shape))
+            for g, w in zip(grads, scaled_weight.split(splits), strict=True):
+                rows.addmm_(g.flatten(0, 1), w)
+            grads.clear()  # the value gradient goes before grad_x arrives
+            if _layout(x) == "nchw":
+                grad_x = torch.empty_like(x) if grad_x is None else grad_x
+                _store(grad, grad_x[group])
         grad_weight.mul_(gamma)
         grad_bias.mul_(gamma)
         weights = [g.view_as(w) for g, w in zip(grad_weight.split(splits), params[0:6:2], strict=True)]
