@@ -209,7 +209,7 @@ def triton_forward(query: Tensor, key: Tensor, value: Tensor, interpret: bool) -
     qk_channels, positions, axes = q.shape[1], math.prod(spatial), _axes(torch.Size(spatial))
     out = torch.empty_like(v, memory_format=memory_format_of(v))
     # Half-precision outputs: the axes are merged in a float32 buffer, the last axis writes `out`.
-    partial = out if out.dtype == torch.float32 else _buffer(out, torch.float32)
+    partial = out if out.dtype == torch.float32 or len(axes) == 1 else _buffer(out, torch.float32)
     # The log-sum-exp of the axes so far: read from one buffer, written to the other (programs of
     # other channel blocks may still be reading the old value).
     lse = [torch.empty((batch, *spatial), dtype=torch.float32, device=v.device) for _ in range(2)]
@@ -241,7 +241,7 @@ def triton_backward(grad_out: Tensor, query: Tensor, key: Tensor, value: Tensor,
     qk_channels, positions, axes = q.shape[1], math.prod(spatial), _axes(torch.Size(spatial))
     grads = [torch.empty_like(t) for t in (q, k, v)]  # the input's layout (contiguous if it has gaps)
     # Half precision: the axes are summed in float32 buffers, the last axis writes the gradients.
-    partials = [t if t.dtype == torch.float32 else _buffer(t, torch.float32) for t in grads]
+    partials = [t if t.dtype == torch.float32 or len(axes) == 1 else _buffer(t, torch.float32) for t in grads]
     grad_s = [s for t in grads for s in _flat_strides(t)]
     delta = torch.empty((batch, *spatial), dtype=torch.float32, device=v.device)
     block_cq = _pow2(qk_channels)
