@@ -190,6 +190,17 @@ def test_attention_block_opts_in():
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+@interpreted
+def test_lines_too_long_for_the_backward_are_refused_up_front(monkeypatch):
+    monkeypatch.setattr(criss_cross_triton, "MAX_BACKWARD_LINE", 4)
+    inputs, _ = _inputs(1, 2, 3, 2, 5)
+    with pytest.raises(ValueError, match=r"lines of at most 4 positions, got spatial size \(2, 5\)"):
+        criss_cross_attention(*inputs, backend="triton")
+    with torch.no_grad():  # the forward has no such limit
+        torch.testing.assert_close(criss_cross_attention(*inputs, backend="triton"),
+                                   criss_cross_attention(*inputs, backend="function"), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.skipif(INTERPRETING, reason="the interpreter runs CPU tensors")
 def test_cpu_tensors_need_the_interpreter():
     inputs, _ = _inputs(1, 2, 3, 3, 4)
@@ -209,7 +220,7 @@ def test_unsupported_dtype_is_refused():
     (2, 16, 48, 33, 47),
     (1, 64, 96, 97, 97),  # Cityscapes features: lines of 97 (blocks of 128)
     (2, 5, 7, 1, 30),
-    (1, 9, 11, 200, 3),  # columns longer than 128 (the backward's second block-size rule)
+    (1, 64, 40, 256, 3),  # the longest lines the backward takes (blocks of 256 positions)
     (2, 8, 24, 5, 9, 11),  # 3D
 ])
 def test_compiled_kernels_match_the_dense_reference(shape, dtype):

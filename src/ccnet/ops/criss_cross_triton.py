@@ -35,13 +35,17 @@ default) multiplies in full float32, otherwise in TF32, as PyTorch's own matmuls
 Layout and memory traffic: tensors are read in place as ``(B, positions, channels)`` with their
 own strides (contiguous NCHW or channels-last; anything else is copied once). Channels-last is
 the fast layout: every tile row is one position's contiguous channel vector, so loads are
-coalesced for lines of any axis; NCHW tiles are coalesced along the W lines only. Per axis the
-forward reads q and k once per value-channel block (``ceil(C / BLOCK_C)`` times; they are 1/8
-of v) and v and the output once (plus L2 re-reads of a line's keys by its ``ceil(L / BLOCK_M)``
-query blocks); the backward reads v and dO once per key block of the line (L2-resident: a line
-is at most a few hundred KB). So a 2D forward moves about 2x the bytes of q, k, v and the
-output, a backward about ``ceil(L / BLOCK_N)``x v and dO, against the ``(H + W - 1)``-energies
-per position of the unfused algorithms.
+coalesced for lines of any axis; NCHW tiles are coalesced along the W lines only. Per axis and
+line the forward reads q once per value-channel block, k once per query block and channel block,
+v once per query block, and writes the output once (after the first axis it also reads the
+partial result). With lines of at most ``BLOCK_M = 64`` positions and ``C <= BLOCK_C = 256``
+that is every tensor once per axis; longer lines re-read their keys and values from L2 (a line
+of 97 positions x 512 bfloat16 channels is 100 KB). A 2D forward therefore moves about twice the
+bytes of q, k, v and the output, plus a float32 partial for half-precision inputs. The backward
+per axis and line reads q, k, v, the log-sum-exp and delta once and dO once per key block
+(``ceil(L / BLOCK_N)`` times, from L2), and writes each gradient once (read-modify-write after
+the first axis). The unfused algorithms instead write and read the ``(B, H, W, H + W - 1)``
+energies and attention maps several times, plus line-major copies of q, k and v.
 
 Block sizes are chosen from the line length and channel counts (every ``tl.dot`` operand at
 least 16 wide, as GPUs require; smaller lines, channels and odd sizes are padded and masked),
@@ -182,6 +186,9 @@ def _buffer(like: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.empty_strided(like.shape, like.stride(), dtype=dtype, device=like.device)
 
 
+# The backward holds a whole line in one program; longer lines would not fit a GPU's shared
+# memory (checked before the forward runs, so the error comes before any work is lost).
+MAX_BACKWARD_LINE = 256
 # Largest blocks (powers of two, at least 16). Forward: BLOCK_M queries x BLOCK_C value channels
 # per program, keys BLOCK_N at a time. Backward: a whole line of queries per program, keys
 # BLOCK_N at a time, value channels BLOCK_C at a time (BACKWARD_C). Tests lower them to 16 to
@@ -289,9 +296,15 @@ class TritonCrissCrossFunction(torch.autograd.Function):
 def criss_cross_triton(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
     """Criss-cross attention over every spatial axis of ``(B, C, *spatial)`` tensors with the
     Triton kernels (inputs already checked by :mod:`ccnet.ops.criss_cross`). Raises a one-line
-    error when Triton is missing, for other dtypes, and for CPU tensors without the interpreter."""
+    error when Triton is missing, for other dtypes, for CPU tensors without the interpreter, and
+    for gradients of lines longer than :data:`MAX_BACKWARD_LINE`."""
     interpret = _check_usable(value)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)):
+        spatial = value.shape[2:]
+        longest = max(spatial[axis] for axis in _axes(spatial))
+        if longest > MAX_BACKWARD_LINE:
+            raise ValueError(f"backend='triton' differentiates lines of at most {MAX_BACKWARD_LINE} positions, got "
+                             f"spatial size {tuple(spatial)}; use backend='function' for this input")
         return TritonCrissCrossFunction.apply(query, key, value, interpret)
     out, _ = triton_forward(query, key, value, interpret)
     return out
