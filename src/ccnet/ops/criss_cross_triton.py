@@ -93,9 +93,8 @@ def interpreted() -> bool:
     from triton.runtime.jit import JITFunction
 
     kernels_interpreted = not isinstance(_kernels()._forward_kernel, JITFunction)
-    if kernels_interpreted == isinstance(tl.cdiv, JITFunction):
-        raise RuntimeError("TRITON_INTERPRET changed between the imports of triton and of the kernels; "
-                           "set it before the first import of triton")
+    if kernels_interpreted and isinstance(tl.cdiv, JITFunction):  # triton's own library compiled
+        raise RuntimeError("TRITON_INTERPRET=1 was set after triton was imported; set it before the first import")
     return kernels_interpreted
 
 
@@ -199,11 +198,11 @@ MAX_BLOCKS = {"m": 64, "n": 32, "c": 256, "backward_c": 64}
 def _launch(kernel, grid: tuple[int, ...], *args: object, **options: object) -> None:
     """Launch ``kernel``; if the GPU lacks the shared memory for Triton's default software
     pipelining, launch it again without (one stage)."""
+    from triton.runtime.errors import OutOfResources
+
     try:
         kernel[grid](*args, **options)
-    except Exception as error:
-        if type(error).__name__ != "OutOfResources" or options.get("num_stages") == 1:
-            raise
+    except OutOfResources:
         kernel[grid](*args, **options, num_stages=1)
 
 
