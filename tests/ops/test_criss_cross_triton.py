@@ -214,14 +214,21 @@ def test_unsupported_dtype_is_refused():
         criss_cross_attention(*inputs, backend="triton")
 
 
+F32, F16, BF16 = torch.float32, torch.float16, torch.bfloat16
+
+
 @needs_cuda
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("shape", [
-    (2, 16, 48, 33, 47),
-    (1, 64, 96, 97, 97),  # Cityscapes features: lines of 97 (blocks of 128)
-    (2, 5, 7, 1, 30),
-    (1, 64, 40, 256, 3),  # the longest lines the backward takes (blocks of 256 positions)
-    (2, 8, 24, 5, 9, 11),  # 3D
-])
-def test_compiled_kernels_match_the_dense_reference(shape, dtype):
-    _check_against_reference(*_inputs(*shape, dtype=dtype, device="cuda"), three_d=len(shape) == 6)
+@pytest.mark.parametrize(("shape", "dtype", "layout"), [
+    *[((2, 16, 48, 33, 47), dtype, "nchw") for dtype in (F32, F16, BF16)],
+    ((2, 16, 48, 33, 47), BF16, "channels_last"),
+    *[((1, 64, 512, 97, 97), dtype, layout) for dtype in (F32, BF16) for layout in ("nchw", "channels_last")],
+    ((1, 64, 40, 256, 3), F32, "nchw"),  # the longest lines the backward takes (blocks of 256)
+    ((1, 64, 40, 256, 3), BF16, "channels_last"),
+    ((2, 5, 7, 1, 30), F16, "nchw"),  # 1 x N
+    ((2, 8, 24, 5, 9, 11), F16, "nchw"),  # 3D
+], ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v).removeprefix("torch."))
+def test_compiled_kernels_match_the_dense_reference(shape, dtype, layout):
+    inputs, grad = _inputs(*shape, dtype=dtype, device="cuda")
+    if layout == "channels_last":
+        inputs = [t.detach().to(memory_format=torch.channels_last).requires_grad_() for t in inputs]
+    _check_against_reference(inputs, grad, three_d=len(shape) == 6)
