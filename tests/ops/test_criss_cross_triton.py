@@ -31,11 +31,10 @@ from ccnet.ops import (
     criss_cross_attention_3d,
     criss_cross_attention_3d_reference,
     criss_cross_attention_reference,
+    criss_cross_triton,
 )
 
 pytest.importorskip("triton", reason="the triton package is not installed (pip install 'ccnet-pytorch[triton]')")
-
-from ccnet.ops import criss_cross_triton
 
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 interpreted = pytest.mark.skipif(not INTERPRETING, reason="runs under TRITON_INTERPRET=1, in the subprocess of "
