@@ -8,7 +8,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from ccnet.ops import criss_cross_attention, criss_cross_attention_3d, non_local_attention
+from ccnet.ops import (
+    criss_cross_attention,
+    criss_cross_attention_3d,
+    criss_cross_attention_weights,
+    non_local_attention,
+)
 
 
 class _ResidualAttention(nn.Module):
@@ -47,7 +52,17 @@ class _ResidualAttention(nn.Module):
         return f"in_channels={self.in_channels}"
 
 
-class CrissCrossAttention(_ResidualAttention):
+class _CrissCross(_ResidualAttention):
+    """A residual block whose attention is criss-cross attention (2D or 3D)."""
+
+    def attention_weights(self, x: Tensor) -> tuple[Tensor, ...]:
+        """The weights this block's attention gives each position of ``x`` (its own query and key
+        convs, the op's own energies): one tensor per spatial axis, see
+        :func:`ccnet.ops.criss_cross_attention_weights`. For looking at, not for the forward."""
+        return criss_cross_attention_weights(self.query_conv(x), self.key_conv(x))
+
+
+class CrissCrossAttention(_CrissCross):
     """Criss-cross attention block: ``gamma * CCA(q(x), k(x), v(x)) + x`` on ``(B, C, H, W)``.
 
     Query and key are 1x1 convs to ``in_channels // reduction`` channels, value a 1x1 conv to
@@ -59,7 +74,7 @@ class CrissCrossAttention(_ResidualAttention):
     attend = staticmethod(criss_cross_attention)
 
 
-class CrissCrossAttention3d(_ResidualAttention):
+class CrissCrossAttention3d(_CrissCross):
     """Criss-cross attention over ``(B, C, T, H, W)`` video features: each voxel sees its T-, H-
     and W-lines (itself once). Same parameter names as the 2D block, with 1x1x1 convs."""
 

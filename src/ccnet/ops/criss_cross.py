@@ -64,33 +64,42 @@ def _criss_cross_composite(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
     """
     spatial = query.shape[2:]
     last = len(spatial)
+    attention = _criss_cross_softmax(query, key).to(value.dtype)
+    v = value.movedim(1, -1)
+    weights = attention.split(list(spatial), dim=-1)
+    # The last axis needs no copies: its lines are rows of the channels-last layout.
+    out = weights[-1] @ v.contiguous()
+    for axis in range(1, last):
+        part = _lines(weights[axis - 1], axis) @ _lines(v, axis)  # (..., L_axis, C)
+        out = out + part.movedim(-2, axis)
+    return out.movedim(-1, 1).contiguous(memory_format=_memory_format_of(value))
+
+
+def _lines(x: Tensor, axis: int) -> Tensor:
+    """``(..., L_axis, C)``: the lines of a channels-last ``(B, *spatial, C)`` tensor along spatial
+    ``axis`` (1-based) as contiguous matrices."""
+    return x.movedim(axis, -2).contiguous()
+
+
+def _criss_cross_softmax(query: Tensor, key: Tensor) -> Tensor:
+    """The attention weights of the composite: ``(B, *spatial, sum(spatial))`` in the energy dtype,
+    for each position the softmax over the positions of its line along each axis, axes
+    concatenated in order; the centre is masked out of every axis but the last."""
+    spatial = query.shape[2:]
+    last = len(spatial)
     energy_dtype = _energy_dtype(query.dtype)
     q = query.movedim(1, -1).to(energy_dtype)
     k = key.movedim(1, -1).to(energy_dtype)
-    v = value.movedim(1, -1)
-
-    def lines(x: Tensor, axis: int) -> Tensor:
-        """``(..., L_axis, C)``: the lines along ``axis`` as contiguous matrices."""
-        return x.movedim(axis, -2).contiguous()
-
     energies = []
     for axis in range(1, last + 1):
         # energy[..., i, j] = <q at i, k at j> on each line along this axis.
-        energy = lines(q, axis) @ lines(k, axis).transpose(-1, -2)
+        energy = _lines(q, axis) @ _lines(k, axis).transpose(-1, -2)
         if axis != last:
             # The product's own output, not needed by its backward: safe to edit in place. A mask on
             # the whole matrix, not fill_ on a diagonal view: torch.export (ONNX) rejects view writes.
             energy.masked_fill_(torch.eye(energy.shape[-1], dtype=torch.bool, device=energy.device), float("-inf"))
         energies.append(energy.movedim(-2, axis))  # (B, *spatial, L_axis)
-    attention = torch.softmax(torch.cat(energies, dim=-1), dim=-1).to(value.dtype)
-
-    weights = attention.split(list(spatial), dim=-1)
-    # The last axis needs no copies: its lines are rows of the channels-last layout.
-    out = weights[-1] @ v.contiguous()
-    for axis in range(1, last):
-        part = lines(weights[axis - 1], axis) @ lines(v, axis)  # (..., L_axis, C)
-        out = out + part.movedim(-2, axis)
-    return out.movedim(-1, 1).contiguous(memory_format=_memory_format_of(value))
+    return torch.softmax(torch.cat(energies, dim=-1), dim=-1)
 
 
 def _memory_format_of(tensor: Tensor) -> torch.memory_format:
@@ -156,3 +165,24 @@ def criss_cross_attention_3d(query: Tensor, key: Tensor, value: Tensor) -> Tenso
     """
     _check_inputs(query, key, value, spatial_dims=3)
     return _without_autocast(_criss_cross, query, key, value)
+
+
+def criss_cross_attention_weights(query: Tensor, key: Tensor) -> tuple[Tensor, ...]:
+    """The attention weights that :func:`criss_cross_attention` (2D) or
+    :func:`criss_cross_attention_3d` (3D) give ``query`` and ``key``: one tensor per spatial axis.
+
+    For ``(B, Cq, H, W)`` inputs: ``(column, row)``, ``column[b, i, j, h]`` the weight pixel
+    ``(i, j)`` gives ``(h, j)`` and ``row[b, i, j, w]`` the weight it gives ``(i, w)``; for
+    ``(B, Cq, T, H, W)``: ``(time, column, row)``, likewise. The position itself is counted once,
+    in the last axis (its entry in the other axes is 0), so each position's weights sum to 1.
+    Float32 (float64 for float64 inputs); differentiable.
+
+    The same energies and softmax as the op's composite path (one code path, so the maps cannot
+    drift from what the op computes); for visualisation, not for speed: it materialises
+    ``B * N * sum(spatial)`` weights.
+    """
+    if query.dim() not in (4, 5):
+        raise ValueError(f"query must be (B, C, H, W) or (B, C, T, H, W), got shape {tuple(query.shape)}")
+    _check_inputs(query, key, key, spatial_dims=query.dim() - 2)
+    weights = _without_autocast(_criss_cross_softmax, query, key)
+    return weights.split(list(query.shape[2:]), dim=-1)

@@ -1,0 +1,21 @@
+"""Looking at what a model does: criss-cross attention maps per pixel and loop, and figures of them."""
+
+from ccnet.viz.attention import (
+    AttentionMaps,
+    attention_maps,
+    compose_loops,
+    feature_index,
+    layer_attention_maps,
+    propagate,
+    record_attention_inputs,
+)
+
+__all__ = [
+    "AttentionMaps",
+    "attention_maps",
+    "compose_loops",
+    "feature_index",
+    "layer_attention_maps",
+    "propagate",
+    "record_attention_inputs",
+]
