@@ -2,20 +2,24 @@
 
 from ccnet.viz.attention import (
     AttentionMaps,
+    AttentionRecord,
     attention_maps,
     compose_loops,
     feature_index,
     layer_attention_maps,
     propagate,
+    record_attention,
     record_attention_inputs,
 )
 
 __all__ = [
     "AttentionMaps",
+    "AttentionRecord",
     "attention_maps",
     "compose_loops",
     "feature_index",
     "layer_attention_maps",
     "propagate",
+    "record_attention",
     "record_attention_inputs",
 ]

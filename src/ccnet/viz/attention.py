@@ -35,11 +35,13 @@ from ccnet.nn.attention import CrissCrossAttention, CrissCrossAttention3d
 
 __all__ = [
     "AttentionMaps",
+    "AttentionRecord",
     "attention_maps",
     "compose_loops",
     "feature_index",
     "layer_attention_maps",
     "propagate",
+    "record_attention",
     "record_attention_inputs",
 ]
 
@@ -176,31 +178,63 @@ def feature_index(coords: Tensor, input_length: int, feature_length: int, align_
     return position.round().clamp_(0, feature_length - 1).long()
 
 
+@dataclass
+class AttentionRecord:
+    """What one forward pass of a model left: the attention weights of every loop, in loop order
+    (see :func:`ccnet.ops.criss_cross_attention_weights`; batch of one), the output logits, and
+    the sizes to map input pixels onto feature cells. :meth:`maps` turns it into the maps of any
+    pixels without another forward pass."""
+
+    input_size: tuple[int, ...]
+    feature_size: tuple[int, ...]
+    weights: list[tuple[Tensor, ...]]
+    logits: Tensor
+    align_corners: bool
+
+    @property
+    def recurrence(self) -> int:
+        return len(self.weights)
+
+    def positions(self, pixels: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+        """The feature cell of each ``pixel`` (input coordinates): the nearest under the model's
+        upsampling (:func:`feature_index`)."""
+        out = []
+        for pixel in pixels:
+            pixel = tuple(int(c) for c in pixel)
+            size = self.input_size
+            if len(pixel) != len(size) or not all(0 <= c < n for c, n in zip(pixel, size, strict=True)):
+                raise ValueError(f"pixel {pixel} is outside the {'x'.join(map(str, size))} input")
+            out.append(tuple(int(feature_index(torch.tensor(c), n_in, n_f, self.align_corners))
+                             for c, n_in, n_f in zip(pixel, size, self.feature_size, strict=True)))
+        return out
+
+    def maps(self, pixels: Sequence[Sequence[int]]) -> AttentionMaps:
+        """The :class:`AttentionMaps` of ``pixels`` (input coordinates)."""
+        positions = self.positions(pixels)
+        loops, crosses = compose_loops(self.weights, positions)
+        pixels = [tuple(int(c) for c in pixel) for pixel in pixels]
+        return AttentionMaps(pixels, positions, self.feature_size, loops[0], crosses[0], self.logits)
+
+
 @torch.no_grad()
-def attention_maps(
-    model: nn.Module,
-    image: Tensor,
-    pixels: Sequence[Sequence[int]],
-    *,
-    align_corners: bool | None = None,
-) -> AttentionMaps:
-    """Attention maps of ``pixels`` (input coordinates) after each loop of ``model``'s criss-cross
-    attention, from one forward pass of ``image``.
+def record_attention(model: nn.Module, image: Tensor, *, align_corners: bool | None = None) -> AttentionRecord:
+    """One forward pass of ``image`` through ``model``, keeping every criss-cross attention loop's
+    weights (computed from the loop's input by the block's own query/key convs).
 
     Works for any model whose criss-cross attention blocks (:class:`~ccnet.nn.CrissCrossAttention`
     or :class:`~ccnet.nn.CrissCrossAttention3d`, shared or not) run as one chain of loops on one
     feature map, and whose input is ``(B, C, *spatial)`` with the same spatial axes as those
-    features: :class:`ccnet.CCNet` (``image`` ``(3, H, W)``, ``pixels`` ``(y, x)``), or a video
-    model taking ``(3, T, H, W)`` clips with ``(t, y, x)`` pixels whose head runs
+    features: :class:`ccnet.CCNet` (``image`` ``(3, H, W)``, pixels ``(y, x)``), or a video model
+    taking ``(3, T, H, W)`` clips with ``(t, y, x)`` pixels whose head runs
     ``CrissCrossAttention3d`` on ``(B, C, T, h, w)`` features (maps ``(T, h, w)``: frame ``t``'s
-    share is ``loops[p, r, t]``). The model returns logits, or a dict with them under ``"out"``.
+    part is ``loops[p, r, t]``, a frame's share ``loops[p, r, t].sum()``). The model returns
+    logits, or a dict with them under ``"out"``.
 
     Args:
         model: run in eval mode for the call (its mode is restored afterwards).
         image: the model's input, normalised as for training; a batch of one or no batch axis.
-        pixels: ``(y, x)`` (or ``(t, y, x)``) input coordinates; each falls on the feature cell
-            nearest to it under the model's upsampling (``align_corners``, default the model's
-            ``align_corners`` attribute, else False).
+        align_corners: how the model upsamples its logits (default: its ``align_corners``
+            attribute, else False); decides which feature cell a pixel falls on.
     """
     blocks = {type(m) for m in model.modules() if isinstance(m, CRISS_CROSS_BLOCKS)}
     if not blocks:
@@ -209,12 +243,7 @@ def attention_maps(
     x = image.unsqueeze(0) if image.dim() == spatial_dims + 1 else image
     if x.dim() != spatial_dims + 2 or x.shape[0] != 1:
         layout = "(C, H, W) or (1, C, H, W)" if spatial_dims == 2 else "(C, T, H, W) or (1, C, T, H, W)"
-        raise ValueError(f"attention_maps takes one input {layout}, got shape {tuple(image.shape)}")
-    input_size = tuple(x.shape[2:])
-    pixels = [tuple(int(c) for c in pixel) for pixel in pixels]
-    for pixel in pixels:
-        if len(pixel) != len(input_size) or not all(0 <= c < n for c, n in zip(pixel, input_size, strict=True)):
-            raise ValueError(f"pixel {pixel} is outside the {'x'.join(map(str, input_size))} input")
+        raise ValueError(f"attention maps take one input {layout}, got shape {tuple(image.shape)}")
     if align_corners is None:
         align_corners = bool(getattr(model, "align_corners", False))
 
@@ -230,15 +259,23 @@ def attention_maps(
     feature_size = tuple(calls[0][1].shape[2:])
     if any(tuple(inputs.shape[2:]) != feature_size for _, inputs in calls):
         raise ValueError("the attention loops ran on feature maps of different sizes; they are not one chain")
-    if len(feature_size) != len(input_size):
-        raise ValueError(f"input {input_size} and attention features {feature_size} have different axes")
-
-    positions = [
-        tuple(int(feature_index(torch.tensor(c), n_in, n_f, align_corners))
-              for c, n_in, n_f in zip(pixel, input_size, feature_size, strict=True))
-        for pixel in pixels
-    ]
     weights = [block.attention_weights(inputs) for block, inputs in calls]
-    loops, crosses = compose_loops(weights, positions)
     logits = output["out"] if isinstance(output, dict) else output
-    return AttentionMaps(pixels, positions, feature_size, loops[0], crosses[0], logits)
+    return AttentionRecord(tuple(x.shape[2:]), feature_size, weights, logits, align_corners)
+
+
+def attention_maps(
+    model: nn.Module,
+    image: Tensor,
+    pixels: Sequence[Sequence[int]],
+    *,
+    align_corners: bool | None = None,
+) -> AttentionMaps:
+    """Attention maps of ``pixels`` (input coordinates: ``(y, x)``, or ``(t, y, x)`` for video)
+    after each loop of ``model``'s criss-cross attention, from one forward pass of ``image``.
+
+    Each pixel falls on the feature cell nearest to it under the model's upsampling. See
+    :func:`record_attention` for the models and inputs this takes, and the module docstring for
+    what the maps are.
+    """
+    return record_attention(model, image, align_corners=align_corners).maps(pixels)
