@@ -35,7 +35,7 @@ def test_explorer_shows_the_prediction_and_the_attention_of_a_pixel(model_folder
     shown = explorer.attention_images(analysis, pixel)
     assert len(shown) == 2 and shown[0].shape == (384, 321, 3)  # enlarged 3x for display
     x = (torch.from_numpy(analysis.image).permute(2, 0, 1).float() - torch.tensor(config.data.mean).view(3, 1, 1)) \
-        / torch.tensor(config.data.std).view(3, 1, 1)
+        / torch.tensor(config.data.std).view(3, 1, 1)  # an independent normalisation
     maps = attention_maps(model, x, [pixel])
     # The loop-1 panel is red only on the pixel's row and column of feature cells.
     cross = upsample_map(maps.loops[0, 0], (128, 107), model.align_corners) > 0
@@ -156,3 +156,18 @@ def test_every_option_is_explained(command, capsys):
     assert "usage: ccnet " + command in capsys.readouterr().out
     subparser = build_parser()._subparsers._group_actions[0].choices[command]
     assert all(action.help for action in subparser._actions)
+
+
+def test_a_model_without_attention_still_shows_predictions():
+    pytest.importorskip("gradio", reason="the [app] extra (gradio) is not installed")
+    from ccnet.app.explorer import Explorer, build_app
+    from ccnet.data.synthetic import SYNTHETIC_INFO
+    from ccnet.models import CCNet
+
+    model = CCNet(7, backbone="resnet18", recurrence=0, head_channels=16, aux=False, stem_widths=(8, 8, 16))
+    explorer = Explorer(model, SYNTHETIC_INFO, (0, 0, 0), (1, 1, 1))
+    analysis = explorer.analyse(SyntheticContextDataset("val", size=(64, 64)).render(0)[0])
+    assert analysis.record is None and analysis.prediction.shape == (64, 64)
+    assert explorer.attention_images(analysis, (3, 4)) == []
+    assert "no attention loops" in explorer.describe(analysis, (3, 4))
+    build_app(explorer)  # the page builds with no attention panels

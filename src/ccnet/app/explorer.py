@@ -24,6 +24,7 @@ from torch import nn
 
 from ccnet.data.info import DatasetInfo
 from ccnet.data.io import read_image
+from ccnet.data.transforms import to_tensors
 from ccnet.engine.predict import blend
 from ccnet.viz import AttentionRecord, record_attention
 from ccnet.viz.figure import display_scale, heat_overlay, mark_pixel, upsample_map
@@ -45,12 +46,12 @@ CSS = """
 @dataclass
 class Analysis:
     """One analysed image: the (possibly downscaled) RGB image, its prediction and the attention
-    record of the forward pass."""
+    record of the forward pass (None for a model without attention loops)."""
 
     image: np.ndarray
     prediction: np.ndarray
     probabilities: np.ndarray
-    record: AttentionRecord
+    record: AttentionRecord | None
 
 
 class Explorer:
@@ -65,8 +66,7 @@ class Explorer:
         self.model = model.to(device).eval()
         self.info = info
         self.device = torch.device(device)
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        self.mean, self.std = tuple(mean), tuple(std)
         self.max_side = max_side
         self.recurrence = int(getattr(model, "recurrence", 0))
         self.align_corners = bool(getattr(model, "align_corners", False))
@@ -78,9 +78,15 @@ class Explorer:
             factor = self.max_side / longer
             size = (max(1, round(image.shape[1] * factor)), max(1, round(image.shape[0] * factor)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        x = (torch.from_numpy(image).permute(2, 0, 1).float() - self.mean) / self.std
-        record = record_attention(self.model, x.to(self.device))
-        probabilities = torch.softmax(record.logits[0].float(), dim=0)
+        x, _ = to_tensors(image, np.zeros(image.shape[:2], np.uint8), self.mean, self.std)
+        if self.recurrence > 0:
+            record = record_attention(self.model, x.to(self.device))
+            logits = record.logits
+        else:
+            record = None
+            with torch.no_grad():
+                logits = self.model(x[None].to(self.device))["out"]
+        probabilities = torch.softmax(logits[0].float(), dim=0)
         return Analysis(image, probabilities.argmax(0).cpu().numpy(), probabilities.cpu().numpy(), record)
 
     def prediction_image(self, analysis: Analysis, pixel: tuple[int, int] | None = None) -> np.ndarray:
@@ -90,7 +96,9 @@ class Explorer:
         return overlay if pixel is None else mark_pixel(overlay, pixel, scale)
 
     def attention_images(self, analysis: Analysis, pixel: tuple[int, int]) -> list[np.ndarray]:
-        """The pixel's effective attention map after each loop, over the image."""
+        """The pixel's effective attention map after each loop, over the image (none without loops)."""
+        if analysis.record is None:
+            return []
         maps = analysis.record.maps([pixel])
         size = analysis.image.shape[:2]
         scale = display_scale(size)
@@ -104,12 +112,14 @@ class Explorer:
 
     def describe(self, analysis: Analysis, pixel: tuple[int, int]) -> str:
         y, x = pixel
-        (cell,) = analysis.record.positions([pixel])
         label = int(analysis.prediction[y, x])
         p = float(analysis.probabilities[label, y, x])
+        text = f"Pixel (y={y}, x={x}): predicted **{self.info.class_names[label]}** ({100 * p:.1f}%)."
+        if analysis.record is None:
+            return text + " This model has no attention loops."
+        (cell,) = analysis.record.positions([pixel])
         h, w = analysis.record.feature_size
-        return (f"Pixel (y={y}, x={x}) falls on feature cell {cell} of {h}x{w}; predicted "
-                f"**{self.info.class_names[label]}** ({100 * p:.1f}%). Loop 1 attends to the cell's row and "
+        return (f"{text} It falls on feature cell {cell} of {h}x{w}. Loop 1 attends to the cell's row and "
                 "column; each further map is composed with the loops before it (red = the largest share).")
 
     def legend_html(self, analysis: Analysis | None = None) -> str:
@@ -145,7 +155,7 @@ def build_app(
     (``synthetic_count`` of them), or None for no synthetic source."""
     images = [Path(p) for p in images]
     by_name = {p.name: p for p in images}
-    loops = max(1, explorer.recurrence)
+    loops = explorer.recurrence
 
     def show(image: np.ndarray | None):
         if image is None:

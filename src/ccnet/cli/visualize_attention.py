@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from ccnet.data.io import read_image
+    from ccnet.data.transforms import to_tensors
     from ccnet.engine.distributed import resolve_device
     from ccnet.viz import attention_maps
     from ccnet.viz.figure import attention_figure, attention_row
@@ -38,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     model, config, info = model_from_checkpoint(args.checkpoint, args.overrides)
     device = resolve_device(args.device or config.device)
     image = read_image(args.image)
-    x = model_input(image, config.data.mean, config.data.std).to(device)
-    maps = attention_maps(model.to(device), x, args.pixel)
+    x, _ = to_tensors(image, np.zeros(image.shape[:2], np.uint8), config.data.mean, config.data.std)
+    maps = attention_maps(model.to(device), x.to(device), args.pixel)
     align_corners = bool(getattr(model, "align_corners", False))
 
     out_dir = Path(args.output)
@@ -56,14 +57,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(maps.pixels)} pixel(s), R={maps.recurrence}, features {maps.feature_size[0]}x{maps.feature_size[1]}: "
           f"{out_dir / (stem + '_attention.png')}")
     return 0
-
-
-def model_input(image, mean, std):
-    """uint8 ``(H, W, 3)`` RGB -> the normalised ``(3, H, W)`` float tensor the model takes."""
-    import torch
-
-    x = torch.from_numpy(image).permute(2, 0, 1).float()
-    return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
