@@ -15,7 +15,6 @@ then writes
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -80,8 +79,9 @@ def screenshot(checkpoint: Path, index: int, pixel: tuple[int, int], path: Path)
     from ccnet.app.browser import ExplorerPage, ExplorerServer, headless_chromium
     from ccnet.viz.figure import display_scale
 
-    with ExplorerServer([checkpoint], cwd=ROOT) as server:
-        driver = headless_chromium(window=(1300, 900))
+    shown = checkpoint.resolve().relative_to(ROOT) if checkpoint.resolve().is_relative_to(ROOT) else checkpoint
+    with ExplorerServer([shown], cwd=ROOT) as server:
+        driver = headless_chromium(window=(1300, 1150))
         try:
             page = ExplorerPage(driver, server.url)
             page.open()
@@ -106,7 +106,9 @@ def make_figures(checkpoint: Path | None = None) -> None:
         argv = ["visualize-attention", str(checkpoint), str(scene), "--output", tmp]
         if main([*argv, *(a for p in pixels for a in ("--pixel", p))]) != 0:
             sys.exit("visualize-attention failed")
-        shutil.copy(Path(tmp) / f"{scene.stem}_attention.png", OUT / "attention.png")
+        # 256 colours for the README (a third of the size; the command's own PNG is exact).
+        figure = Image.open(Path(tmp) / f"{scene.stem}_attention.png").convert("RGB")
+        figure.quantize(256, method=Image.Quantize.MEDIANCUT).save(OUT / "attention.png", optimize=True)
     screenshot(checkpoint, index, grey_pixel, OUT / "explorer.png")
     print(f"wrote {OUT / 'attention.png'} and {OUT / 'explorer.png'}")
 
