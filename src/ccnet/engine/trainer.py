@@ -24,12 +24,13 @@ from tqdm import tqdm
 from ccnet.config import Config, ConfigError, config_from_dict
 from ccnet.data.info import DatasetInfo
 from ccnet.engine.build import build_criterion, build_model, build_train_dataset, build_val_dataset, infer_kwargs
-from ccnet.engine.checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
+from ccnet.engine.checkpoint import load_checkpoint, rng_state, set_rng_state
 from ccnet.engine.distributed import DistContext, all_reduce_mean, barrier, init_distributed
 from ccnet.engine.evaluate import evaluate
 from ccnet.engine.inference import infer
 from ccnet.engine.metrics import SegmentationMetrics
 from ccnet.engine.sampling import SeededDataset, TrainSampler
+from ccnet.files import atomic_save, atomic_write_text
 from ccnet.nn import convert_sync_batchnorm
 
 
@@ -92,6 +93,22 @@ def check_compatible(checkpoint: dict[str, Any], config: Config, path: str | Pat
         raise ConfigError(f"{path}: checkpoint has loss.consistency={stored.loss.consistency}, config differs")
 
 
+def _class_list(info: DatasetInfo, shown: int = 6) -> str:
+    names = list(info.class_names)
+    return ", ".join(names[:shown]) + (f", ... {len(names) - shown} more" if len(names) > shown else "")
+
+
+def check_same_classes(model_info: DatasetInfo, dataset_info: DatasetInfo, path: str | Path) -> None:
+    """A model trained on one label set cannot be scored on (or continue training on) another."""
+    if model_info.num_classes != dataset_info.num_classes:
+        raise ConfigError(
+            f"{path}: the model has {model_info.num_classes} classes ({_class_list(model_info)}; trained on "
+            f"{model_info.name!r}) but dataset {dataset_info.name!r} has {dataset_info.num_classes} "
+            f"({_class_list(dataset_info)}); use the data it was trained on (its own config is the default: "
+            f"drop the data.* overrides, or give that dataset's config and data.root)"
+        )
+
+
 @dataclass
 class TrainResult:
     output_dir: Path
@@ -128,7 +145,7 @@ class Trainer:
     def _resolve_output_dir(self, output_dir: str | Path | None) -> Path:
         if output_dir is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            name = [f"{self.config.name}-{stamp}"]
+            name = [f"{self.config.run_name()}-{stamp}"]
             if self.ctx.distributed:
                 dist.broadcast_object_list(name, src=0)
             output_dir = Path(self.config.output_dir) / name[0]
@@ -193,6 +210,8 @@ class Trainer:
             return
         checkpoint = load_checkpoint(path, map_location=self.ctx.device)
         check_compatible(checkpoint, self.config, path)
+        if "info" in checkpoint:
+            check_same_classes(info_from_dict(checkpoint["info"]), self.info, path)
         for key in ("optimizer", "scheduler", "scaler", "iteration", "rng"):
             if key not in checkpoint:
                 raise ValueError(f"{path}: not a training checkpoint (no {key!r} entry); cannot resume from it")
@@ -282,8 +301,9 @@ class Trainer:
         if ctx.is_main:
             params = sum(p.numel() for p in self.model.parameters()) / 1e6
             tqdm.write(
-                f"training {config.name}: {config.model.backbone} R={config.model.recurrence}, {params:.1f}M params, "
-                f"{self.info.name} ({self.info.num_classes} classes), {config.optim.iterations} iterations, "
+                f"training {config.run_name()}: CCNet {config.model.backbone} R={config.model.recurrence}, "
+                f"{params:.1f}M params, on {self.info.name} ({self.info.num_classes} classes), "
+                f"{config.optim.iterations} iterations, "
                 f"batch {config.data.batch_size} x {ctx.world_size} on {ctx.device} -> {self.output_dir}"
             )
         bar = tqdm(total=config.optim.iterations, initial=self.start_iter, disable=not self.progress,
