@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # CPU wheel (see pip's find-links) this resolves to that wheel, never to CUDA packages.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test lint clean venv
+.PHONY: demo test lint clean venv figures
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 -q
+
+# The README's attention figures (docs/figures/), from the default job's model (trained first if missing).
+figures: $(VENV)/.installed
+	$(PY) docs/figures/make_figures.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

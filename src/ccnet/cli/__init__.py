@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ccnet.cli import bench, demo, evaluate, interop, predict, prepare, train
+from ccnet.cli import bench, demo, evaluate, explore, interop, predict, prepare, train, visualize_attention
 from ccnet.cli.common import one_line
 
 
@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     interop.add_parsers(sub)
     bench.add_parser(sub)
     demo.add_parser(sub)
+    visualize_attention.add_parser(sub)
+    explore.add_parser(sub)
     return parser
 
 

@@ -8,7 +8,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from ccnet.ops import check_backend, criss_cross_attention, criss_cross_attention_3d, non_local_attention
+from ccnet.ops import (
+    check_backend,
+    criss_cross_attention,
+    criss_cross_attention_3d,
+    criss_cross_attention_weights,
+    non_local_attention,
+)
 
 
 class _ResidualAttention(nn.Module):
@@ -51,9 +57,9 @@ class _ResidualAttention(nn.Module):
 
 
 class _CrissCrossBlock(_ResidualAttention):
-    """A residual attention block whose criss-cross operator takes a ``backend``
-    (:func:`ccnet.ops.criss_cross_attention`: ``"auto"``, ``"function"``, ``"composite"`` or
-    ``"triton"``), so a model can opt in to an implementation."""
+    """A residual attention block whose attention is criss-cross attention (2D or 3D). Its
+    operator takes a ``backend`` (:func:`ccnet.ops.criss_cross_attention`: ``"auto"``,
+    ``"function"``, ``"composite"`` or ``"triton"``), so a model can opt in to an implementation."""
 
     def __init__(self, in_channels: int, reduction: int = 8, gamma_init: float = 0.0, backend: str = "auto") -> None:
         super().__init__(in_channels, reduction, gamma_init)
@@ -61,6 +67,12 @@ class _CrissCrossBlock(_ResidualAttention):
 
     def _attend(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
         return type(self).attend(query, key, value, backend=self.backend)
+
+    def attention_weights(self, x: Tensor) -> tuple[Tensor, ...]:
+        """The weights this block's attention gives each position of ``x`` (its own query and key
+        convs, the op's own energies): one tensor per spatial axis, see
+        :func:`ccnet.ops.criss_cross_attention_weights`. For looking at, not for the forward."""
+        return criss_cross_attention_weights(self.query_conv(x), self.key_conv(x))
 
     def extra_repr(self) -> str:
         return super().extra_repr() + ("" if self.backend == "auto" else f", backend={self.backend!r}")

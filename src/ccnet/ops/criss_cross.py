@@ -37,7 +37,7 @@ import os
 import torch
 from torch import Tensor
 
-from ccnet.ops.composite import criss_cross_composite, memory_format_of
+from ccnet.ops.composite import criss_cross_composite, criss_cross_softmax, memory_format_of
 from ccnet.ops.criss_cross_function import CrissCrossFunction, criss_cross_forward
 from ccnet.ops.criss_cross_triton import criss_cross_triton
 
@@ -106,12 +106,13 @@ def _criss_cross(query: Tensor, key: Tensor, value: Tensor, backend: str) -> Ten
     return out.contiguous(memory_format=memory_format_of(value))
 
 
-def _without_autocast(fn, *tensors: Tensor, backend: str) -> Tensor:
-    device_type = tensors[0].device.type
+def _without_autocast(fn, *args: Tensor | str) -> Tensor:
+    """``fn(*args)`` with autocast off on the tensors' device: the op chooses its own precisions."""
+    device_type = args[0].device.type
     if device_type in ("cpu", "cuda", "xpu", "mps") and torch.is_autocast_enabled(device_type):
         with torch.autocast(device_type=device_type, enabled=False):
-            return fn(*tensors, backend)
-    return fn(*tensors, backend)
+            return fn(*args)
+    return fn(*args)
 
 
 def criss_cross_attention(query: Tensor, key: Tensor, value: Tensor, backend: str = "auto") -> Tensor:
@@ -132,7 +133,7 @@ def criss_cross_attention(query: Tensor, key: Tensor, value: Tensor, backend: st
     """
     check_backend(backend)
     _check_inputs(query, key, value, spatial_dims=2)
-    return _without_autocast(_criss_cross, query, key, value, backend=backend)
+    return _without_autocast(_criss_cross, query, key, value, backend)
 
 
 def criss_cross_attention_3d(query: Tensor, key: Tensor, value: Tensor, backend: str = "auto") -> Tensor:
@@ -145,4 +146,25 @@ def criss_cross_attention_3d(query: Tensor, key: Tensor, value: Tensor, backend:
     """
     check_backend(backend)
     _check_inputs(query, key, value, spatial_dims=3)
-    return _without_autocast(_criss_cross, query, key, value, backend=backend)
+    return _without_autocast(_criss_cross, query, key, value, backend)
+
+
+def criss_cross_attention_weights(query: Tensor, key: Tensor) -> tuple[Tensor, ...]:
+    """The attention weights that :func:`criss_cross_attention` (2D) or
+    :func:`criss_cross_attention_3d` (3D) give ``query`` and ``key``: one tensor per spatial axis.
+
+    For ``(B, Cq, H, W)`` inputs: ``(column, row)``, ``column[b, i, j, h]`` the weight pixel
+    ``(i, j)`` gives ``(h, j)`` and ``row[b, i, j, w]`` the weight it gives ``(i, w)``; for
+    ``(B, Cq, T, H, W)``: ``(time, column, row)``, likewise. The position itself is counted once,
+    in the last axis (its entry in the other axes is 0), so each position's weights sum to 1.
+    Float32 (float64 for float64 inputs); differentiable.
+
+    The same energies and softmax as the op's composite (one code path, so the maps cannot drift
+    from what the op computes); for looking at, not for speed: it materialises
+    ``B * N * sum(spatial)`` weights.
+    """
+    if query.dim() not in (4, 5):
+        raise ValueError(f"query must be (B, C, H, W) or (B, C, T, H, W), got shape {tuple(query.shape)}")
+    _check_inputs(query, key, key, spatial_dims=query.dim() - 2)
+    weights = _without_autocast(criss_cross_softmax, query, key)
+    return weights.split(list(query.shape[2:]), dim=-1)
