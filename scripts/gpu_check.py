@@ -63,7 +63,8 @@ INJECTED = {
     "import": "import ccnet_gpu_check_missing_module",
     "oom": "raise MemoryError('CUDA out of memory. Tried to allocate 80.00 GiB (injected by gpu_check --inject)')",
     "crash": "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)",
-    "timeout": "import time; time.sleep(3600)",
+    "timeout": ("import subprocess, sys, time; child = subprocess.Popen([sys.executable, '-c', 'import time; "
+                "time.sleep(3600)']); print('started', child.pid, flush=True); time.sleep(3600)"),
 }
 INJECTED_TIMEOUT_S = 2.0
 
@@ -126,7 +127,7 @@ class Runner:
         limit = self.remaining() if timeout is None else min(timeout, self.remaining())
         if limit <= 0:
             raise PartTimedOut("no time left for " + " ".join(command[:6]))
-        shown = " ".join(command)
+        shown = " ".join(arg if len(arg) < 100 and "\n" not in arg else "'...'" for arg in command)
         self.commands.append(shown)
         with open(self.log, "a") as log:
             log.write(f"$ {shown}\n")
@@ -389,15 +390,15 @@ def paper_claims(block_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def part_bench(ctx: Context, dtype: str) -> Callable[[Runner], dict[str, Any]]:
     out = ctx.out / "bench" / dtype
     if ctx.quick:
-        sizes = ["--sizes", "9x7", "--batches", "1", "2", "--channels", "8", "--qk-channels", "4", "--repeats", "1",
-                 "--block-size", "9", "7", "--block-channels", "16"]
+        sizes = ["--sizes", "9x7", "--batches", "1", "--channels", "8", "--qk-channels", "4", "--repeats", "1",
+                 "--block-size", "9", "7", "--block-channels", "16", "--layouts", "channels_last"]
     else:  # item 5's sizes; the block at the paper's 97x97, 512 channels
         sizes = ["--sizes", "cityscapes-769", "--batches", "1", "8", "--channels", "512", "--qk-channels", "64",
-                 "--repeats", "10", "--block-size", "97", "97", "--block-channels", "512"]
+                 "--repeats", "10", "--block-size", "97", "97", "--block-channels", "512",
+                 "--layouts", "nchw", "channels_last"]
 
     def body(run: Runner) -> dict[str, Any]:
-        run(ccnet("bench", "op", "block", "--device", ctx.device, "--dtype", dtype, *sizes,
-                  "--layouts", "nchw", "channels_last", "--output", str(out)))
+        run(ccnet("bench", "op", "block", "--device", ctx.device, "--dtype", dtype, *sizes, "--output", str(out)))
         results = read_json(out / "bench.json")
         ops, blocks = results.get("op", []), results.get("block", [])
         if not ops or not blocks:
@@ -427,19 +428,22 @@ def _op_brief(ops: dict[str, Any]) -> dict[str, Any]:
 
 def part_bench_model(ctx: Context) -> Callable[[Runner], dict[str, Any]]:
     out = ctx.out / "bench" / "model"
+    amp = ["off", "fp16" if ctx.cuda else "bf16"]
+    layouts = ["nchw"] if ctx.quick else ["nchw", "channels_last"]
     if ctx.quick:
-        args = ["--model-backbone", "resnet18", "--model-batch", "2", "--model-size", "33", "33",
-                "--model-train-size", "32", "32", "--amp", "off", "fp16" if ctx.cuda else "bf16", "--repeats", "2"]
+        args = ["--model-backbone", "resnet18", "--model-batch", "1", "--model-size", "33", "33",
+                "--model-train-size", "32", "32", "--repeats", "1"]
     else:
         args = ["--model-backbone", "resnet101", "--model-batch", "8", "--model-size", "769", "769",
-                "--model-train-size", "769", "769", "--amp", "off", "fp16", "--repeats", "4"]
+                "--model-train-size", "769", "769", "--repeats", "4"]
 
     def body(run: Runner) -> dict[str, Any]:
-        run(ccnet("bench", "model", "--device", ctx.device, *args, "--layouts", "nchw", "channels_last",
+        run(ccnet("bench", "model", "--device", ctx.device, *args, "--amp", *amp, "--layouts", *layouts,
                   "--output", str(out)))
         rows = read_json(out / "bench.json").get("model", [])
-        if len(rows) != 8:
-            raise PartFailed(f"expected 8 rows (2 tasks x 2 layouts x 2 AMP modes), bench.json has {len(rows)}")
+        if len(rows) != 2 * len(layouts) * len(amp):
+            raise PartFailed(f"expected {2 * len(layouts) * len(amp)} rows (2 tasks x {len(layouts)} layouts x "
+                             f"{len(amp)} AMP modes), bench.json has {len(rows)}")
         for row in rows:
             if not (finite(row["ms"]) and row["ms"] > 0):
                 raise PartFailed(f"{row['task']} {row['variant']}: time {row['ms']} is not a positive number")
@@ -474,7 +478,7 @@ def part_train(ctx: Context) -> Callable[[Runner], dict[str, Any]]:
     run_dir = ctx.work / "train"
     if ctx.quick:
         args = [*TINY_TRAIN, "optim.iterations=12", "log_interval=2", "checkpoint_interval=12", "num_visualizations=1",
-                "amp=fp16" if ctx.cuda else "amp=off"]
+                "amp=fp16" if ctx.cuda else "amp=auto"]  # auto: none on a CPU
     else:
         args = ["optim.iterations=100", "log_interval=10", "checkpoint_interval=100", "data.workers=4",
                 "num_visualizations=2", "amp=fp16"]
@@ -730,6 +734,8 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work.resolve() if args.work else Path(tempfile.mkdtemp(prefix="ccnet-gpu-check-"))
     ctx = Context(out=out, work=work, device=args.device, quick=args.quick, wheels=args.wheels.resolve(),
                   site=args.site.resolve(), env=base_env())
+    if not ctx.cuda:  # a CPU dry run shares its cores: one thread each, no OpenMP spin-waits against the load
+        ctx.env.setdefault("OMP_NUM_THREADS", "1")
     parts = plan(ctx)
     names = [p.name for p in parts]
     if args.only:
