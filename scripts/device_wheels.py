@@ -41,13 +41,21 @@ MANIFEST = "MANIFEST.json"
 TARGET_PYTHON = "3.12"
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
              "manylinux2014_x86_64")
-ABIS = ("cp312", "abi3", "none")
-MARKER_ENVIRONMENT = {
-    "python_version": TARGET_PYTHON, "python_full_version": f"{TARGET_PYTHON}.0", "implementation_name": "cpython",
-    "implementation_version": f"{TARGET_PYTHON}.0", "platform_python_implementation": "CPython",
-    "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
-    "platform_release": "", "platform_version": "", "extra": "",
-}
+
+
+def abis(python: str = TARGET_PYTHON) -> tuple[str, ...]:
+    return (f"cp{python.replace('.', '')}", "abi3", "none")
+
+
+def marker_environment(python: str = TARGET_PYTHON) -> dict[str, str]:
+    """PEP 508 marker values of CPython ``python`` on Linux x86_64, no extras."""
+    return {"python_version": python, "python_full_version": f"{python}.0", "implementation_name": "cpython",
+            "implementation_version": f"{python}.0", "platform_python_implementation": "CPython",
+            "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
+            "platform_release": "", "platform_version": "", "extra": ""}
+
+
+MARKER_ENVIRONMENT = marker_environment()
 
 # What the GPU machine's Python 3.12 has: the packages we were told about, and the runtime
 # requirements those packages bring with them (installed by pip together with them).
@@ -211,11 +219,11 @@ def missing_requirements(folder: Path, present: Iterable[str], environment: Mapp
     return sorted(wanted.values())
 
 
-def download(specs: list[str], dest: Path) -> None:
-    """``pip download`` of ``specs`` as CPython 3.12 manylinux x86_64 wheels, without dependencies."""
+def download(specs: list[str], dest: Path, python: str = TARGET_PYTHON) -> None:
+    """``pip download`` of ``specs`` as CPython ``python`` manylinux x86_64 wheels, without dependencies."""
     command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-               "--python-version", TARGET_PYTHON, "--implementation", "cp", "--dest", str(dest)]
-    for abi in ABIS:
+               "--python-version", python, "--implementation", "cp", "--dest", str(dest)]
+    for abi in abis(python):
         command += ["--abi", abi]
     for platform in PLATFORMS:
         command += ["--platform", platform]
@@ -223,21 +231,21 @@ def download(specs: list[str], dest: Path) -> None:
     subprocess.run([*command, *specs], check=True)
 
 
-def collect(dest: Path, start: list[str]) -> None:
+def collect(dest: Path, start: list[str], python: str = TARGET_PYTHON) -> None:
     """Download ``start``, then every requirement of the downloaded wheels the machine lacks, until closed."""
     wanted = start
     for _ in range(20):
         if not wanted:
             return
-        download(wanted, dest)
-        wanted = missing_requirements(dest, GPU_MACHINE_HAS, MARKER_ENVIRONMENT)
+        download(wanted, dest, python)
+        wanted = missing_requirements(dest, GPU_MACHINE_HAS, marker_environment(python))
     raise RuntimeError(f"the requirements did not close after 20 rounds; still missing: {wanted}")
 
 
-def write_manifest(folder: Path) -> dict:
+def write_manifest(folder: Path, python: str = TARGET_PYTHON) -> dict:
     wheels = folder_wheels(folder)
     manifest = {
-        "target": {"python": TARGET_PYTHON, "platforms": list(PLATFORMS), "abis": list(ABIS)},
+        "target": {"python": python, "platforms": list(PLATFORMS), "abis": list(abis(python))},
         "wheels": {name: {"version": version, "file": path.name, "bytes": path.stat().st_size,
                           "top_level": sorted(wheel_top_level(path))}
                    for name, (version, path) in wheels.items()},
@@ -250,17 +258,19 @@ def write_manifest(folder: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dest", type=Path, default=ROOT / ".device-wheels", help="wheel folder (replaced)")
+    parser.add_argument("--python-version", default=TARGET_PYTHON,
+                        help="CPython version of the target (default: %(default)s, the GPU machine's)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="device-wheels-", dir=args.dest.parent) as tmp:
         staging = Path(tmp) / "wheels"
         staging.mkdir()
-        collect(staging, roots())
-        unmet = problems(staging, dict.fromkeys(GPU_MACHINE_HAS), MARKER_ENVIRONMENT)
+        collect(staging, roots(), args.python_version)
+        unmet = problems(staging, dict.fromkeys(GPU_MACHINE_HAS), marker_environment(args.python_version))
         if unmet:
             print("device-wheels: the requirements are not closed:\n  " + "\n  ".join(unmet), file=sys.stderr)
             return 1
-        manifest = write_manifest(staging)
+        manifest = write_manifest(staging, args.python_version)
         if args.dest.exists():
             shutil.rmtree(args.dest)
         staging.rename(args.dest)

@@ -3,7 +3,7 @@
 Runs, in this order, each part in subprocesses with a time limit of its own, each reported
 pass / fail / timeout, none stopping the rest (the whole within ``--budget`` seconds):
 
-  setup          install ``.device-wheels/`` (``make device-wheels``) into ``.device-site/`` with
+  setup          install ``.device-wheels/`` (``make device-wheels``) into the work folder with
                  ``pip install --no-index --no-deps --target`` when ccnet's dependencies are not
                  importable, and check every wheel's requirements against this interpreter
   environment    the ``nvidia-smi`` line; Python, torch, CUDA, cuDNN, NCCL, Triton versions; the GPU
@@ -267,7 +267,12 @@ info["ccnet"], info["numpy"] = ccnet.__version__, numpy.__version__
 if torch.cuda.is_available():
     props = torch.cuda.get_device_properties(0)
     info.update(gpu=props.name, gpu_count=torch.cuda.device_count(), capability=f"{props.major}.{props.minor}",
-                gpu_memory_gib=round(props.total_memory / 2**30, 1), nccl=".".join(map(str, torch.cuda.nccl.version())))
+                gpu_memory_gib=round(props.total_memory / 2**30, 1))
+    try:
+        nccl = torch.cuda.nccl.version()
+        info["nccl"] = ".".join(map(str, nccl)) if isinstance(nccl, tuple) else str(nccl)
+    except Exception as error:
+        info["nccl"] = f"unknown ({type(error).__name__})"
 print("PROBE " + json.dumps(info))
 """
 SMI_FIELDS = "name,driver_version,memory.total,memory.used,utilization.gpu,temperature.gpu,power.limit"
@@ -279,7 +284,8 @@ def part_environment(ctx: Context) -> Callable[[Runner], dict[str, Any]]:
         if shutil.which("nvidia-smi"):
             code, output = run(["nvidia-smi", f"--query-gpu={SMI_FIELDS}", "--format=csv,noheader"], check=False,
                                timeout=20)
-            details["nvidia_smi"] = output.strip() if code == 0 else f"nvidia-smi failed: {output.strip()[-200:]}"
+            text = "; ".join(line.strip() for line in output.strip().splitlines())
+            details["nvidia_smi"] = text if code == 0 else f"nvidia-smi failed: {text[-200:]}"
             run(["nvidia-smi"], check=False, timeout=20)  # the full table, into the log
         else:
             details["nvidia_smi"] = "nvidia-smi: not found"
@@ -538,7 +544,7 @@ def part_torchrun(ctx: Context) -> Callable[[Runner], dict[str, Any]]:
                          "--output", str(run_dir), "--no-progress"])
         copy_artifacts(run_dir, ctx.out / "torchrun", ("log.jsonl", "metrics.json"))
         banner = [line for line in output.splitlines() if line.startswith("training ")]
-        if not banner or f"({backend})" not in banner[-1]:
+        if not banner or f"{backend})" not in banner[-1]:
             seen = banner[-1] if banner else output[-200:]
             raise PartFailed(f"the run did not report a {backend} process group: {seen}")
         losses = {r["iteration"]: r["loss"] for r in train_records(run_dir) if "loss" in r}
@@ -547,6 +553,10 @@ def part_torchrun(ctx: Context) -> Callable[[Runner], dict[str, Any]]:
         return {"backend": backend, "banner": banner[-1], "losses": list(losses.values())}
 
     return body
+
+
+PART_NAMES = ("setup", "environment", "cuda-tests", "bench-float32", "bench-bfloat16", "bench-model", "train",
+              "evaluate", "torchrun")
 
 
 def plan(ctx: Context) -> list[Part]:
@@ -570,12 +580,12 @@ def plan(ctx: Context) -> list[Part]:
         Part("torchrun", "torchrun --nproc_per_node 1 training (nccl on CUDA)", seconds["torchrun"],
              part_torchrun(ctx)),
     ]
+    assert tuple(p.name for p in parts) == PART_NAMES
     return parts
 
 
 def injected(part: Part, kind: str) -> Part:
-    if kind not in INJECTED:
-        raise SystemExit(f"gpu_check: --inject {part.name}={kind}: kind must be one of {', '.join(INJECTED)}")
+    """``part`` replaced by a command failing as ``kind`` says (:data:`INJECTED`)."""
 
     def body(run: Runner) -> dict[str, Any]:
         run([PYTHON, "-c", INJECTED[kind]])
@@ -725,30 +735,27 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"make PART fail on purpose: {', '.join(INJECTED)} (proves the failure handling)")
     parser.add_argument("--wheels", type=Path, default=ROOT / ".device-wheels",
                         help="wheel folder (make device-wheels)")
-    parser.add_argument("--site", type=Path, default=ROOT / ".device-site", help="where the wheels are installed")
+    parser.add_argument("--site", type=Path, help="where the wheels are installed (default: inside --work)")
     parser.add_argument("--work", type=Path, help="folder for checkpoints and runs (default: a temporary one, removed)")
     args = parser.parse_args(argv)
+    wanted = args.only.split(",") if args.only else list(PART_NAMES)
+    unknown = [n for n in wanted if n not in PART_NAMES]
+    if unknown:
+        parser.error(f"--only: unknown part(s) {', '.join(unknown)}; parts: {', '.join(PART_NAMES)}")
+    injections = dict(item.partition("=")[::2] for item in args.inject)
+    for name, kind in injections.items():
+        if name not in PART_NAMES or kind not in INJECTED:
+            parser.error(f"--inject {name}={kind}: parts are {', '.join(PART_NAMES)}; kinds {', '.join(INJECTED)}")
 
     out = args.output.resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = args.work.resolve() if args.work else Path(tempfile.mkdtemp(prefix="ccnet-gpu-check-"))
-    ctx = Context(out=out, work=work, device=args.device, quick=args.quick, wheels=args.wheels.resolve(),
-                  site=args.site.resolve(), env=base_env())
+    site = args.site.resolve() if args.site else work / "site"
+    ctx = Context(out=out, work=work, device=args.device, quick=args.quick, wheels=args.wheels.resolve(), site=site,
+                  env=base_env())
     if not ctx.cuda:  # a CPU dry run shares its cores: one thread each, no OpenMP spin-waits against the load
         ctx.env.setdefault("OMP_NUM_THREADS", "1")
-    parts = plan(ctx)
-    names = [p.name for p in parts]
-    if args.only:
-        wanted = args.only.split(",")
-        unknown = [n for n in wanted if n not in names]
-        if unknown:
-            parser.error(f"--only: unknown part(s) {', '.join(unknown)}; parts: {', '.join(names)}")
-        parts = [p for p in parts if p.name in wanted]
-    for item in args.inject:
-        name, _, kind = item.partition("=")
-        if name not in names:
-            parser.error(f"--inject {item}: unknown part {name!r}; parts: {', '.join(names)}")
-        parts = [injected(p, kind) if p.name == name else p for p in parts]
+    parts = [injected(p, injections[p.name]) if p.name in injections else p for p in plan(ctx) if p.name in wanted]
     budget = args.budget if args.budget is not None else (270.0 if ctx.cuda else 600.0)
     summary: dict[str, Any] = {"started": datetime.datetime.now().isoformat(timespec="seconds"), "device": args.device,
                                "quick": args.quick, "budget_s": budget, "output": str(out), "parts": [],
