@@ -3,6 +3,7 @@ the all-reduce path runs all the same). Ranks together equal one BatchNorm over 
 
 import os
 import socket
+import time
 
 import pytest
 import torch
@@ -78,7 +79,13 @@ def test_sync_batchnorm_over_nccl_equals_batchnorm_on_the_whole_batch(tmp_path):
     torch.manual_seed(0)
     x = torch.randn(4, 3, 5, 6, dtype=torch.float64) * 3 + 1
     grad = torch.randn_like(x)
-    mp.spawn(_worker, args=(world, _free_port(), x, grad, str(tmp_path)), nprocs=world)
+    context = mp.spawn(_worker, args=(world, _free_port(), x, grad, str(tmp_path)), nprocs=world, join=False)
+    deadline = time.monotonic() + 60
+    while not context.join(timeout=5):  # raises if a worker failed
+        if time.monotonic() > deadline:  # a hung NCCL set-up fails this test, not the whole run
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"the {world} NCCL worker(s) still ran after 60 s")
     ranks = [torch.load(tmp_path / f"{r}.pt") for r in range(world)]
     for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
         out, x_grad, bn = _batchnorm_on_the_whole_batch(x, grad, dtype)
