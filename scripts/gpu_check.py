@@ -120,14 +120,15 @@ class Runner:
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
-    def __call__(self, command: list[str], check: bool = True, timeout: float | None = None) -> tuple[int, str]:
+    def __call__(self, command: list[str], check: bool = True, timeout: float | None = None,
+                 shown: str | None = None) -> tuple[int, str]:
         """Run ``command``; returns (exit status, its output). ``check``: a non-zero status raises
         :class:`PartFailed`. Past the deadline (or ``timeout``) the command is killed and
-        :class:`PartTimedOut` raised."""
+        :class:`PartTimedOut` raised. ``shown``: how the report writes the command."""
         limit = self.remaining() if timeout is None else min(timeout, self.remaining())
         if limit <= 0:
             raise PartTimedOut("no time left for " + " ".join(command[:6]))
-        shown = " ".join(arg if len(arg) < 100 and "\n" not in arg else "'...'" for arg in command)
+        shown = shown or " ".join(arg if len(arg) < 100 and "\n" not in arg else "'...'" for arg in command)
         self.commands.append(shown)
         with open(self.log, "a") as log:
             log.write(f"$ {shown}\n")
@@ -217,8 +218,9 @@ def install_wheels(run: Runner, wheels: Path, site: Path) -> str:
         shutil.rmtree(site)
     code, _ = run([PYTHON, "-m", "pip", "--version"], check=False, timeout=30)
     if code == 0:
-        run([PYTHON, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
-             "--disable-pip-version-check", "--target", str(site), *map(str, files)])
+        command = [PYTHON, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
+                   "--disable-pip-version-check", "--target", str(site)]
+        run([*command, *map(str, files)], shown=" ".join([*command, f"{wheels}/*.whl"]))
         return "pip install --no-index --no-deps --target"
     site.mkdir(parents=True)
     for path in files:
