@@ -52,12 +52,19 @@ def test_dry_run_passes_every_part_and_reports(tmp_path, capsys):
     capsys.readouterr()
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, wait: float = 10.0) -> bool:
+    """Whether ``pid`` still runs ``wait`` seconds from now (a killed process takes a moment to go)."""
     status = Path(f"/proc/{pid}/status")
-    try:
-        return "\nState:\tZ" not in status.read_text()
-    except FileNotFoundError:
-        return False
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if "\nState:\tZ" in status.read_text():  # killed, waiting to be reaped
+                return False
+        except FileNotFoundError:
+            return False
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.1)
 
 
 def test_failures_are_reported_and_the_rest_still_runs(tmp_path, capsys):
