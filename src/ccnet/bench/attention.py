@@ -42,6 +42,16 @@ def candidate_ops(device: torch.device) -> dict[str, Callable[[Tensor, Tensor, T
     return ops
 
 
+def feature_size(name: str) -> tuple[int, int]:
+    """``(H, W)`` of a named feature size (:data:`FEATURE_SIZES`) or of ``"HxW"`` (e.g. ``"13x11"``)."""
+    if name in FEATURE_SIZES:
+        return FEATURE_SIZES[name]
+    parts = name.lower().split("x")
+    if len(parts) == 2 and all(p.isdigit() and int(p) > 0 for p in parts):
+        return int(parts[0]), int(parts[1])
+    raise ValueError(f"unknown feature size {name!r}; choose from {', '.join(FEATURE_SIZES)} or give HxW")
+
+
 def attention_flops(batch: int, channels: int, qk_channels: int, height: int, width: int) -> int:
     """FLOPs of one criss-cross attention forward as the issue defines them: every position
     multiplies-and-adds over its H + W - 1 path positions, for the energies (Cq) and the
@@ -82,14 +92,16 @@ def forward_runner(op: Callable, inputs: tuple[Tensor, ...]) -> Callable[[], obj
 
 
 def forward_backward_runner(op: Callable, inputs: tuple[Tensor, ...], grad: Tensor) -> Callable[[], object]:
-    """A no-argument callable: forward, then backward of the dense gradient ``grad``."""
+    """A no-argument callable: forward, then backward of the dense gradient ``grad``. The input
+    gradients are freed before it returns, so that no call starts by freeing the previous call's
+    (the CUDA allocator's peak would net that against the call's own memory)."""
 
     def run() -> object:
-        for t in inputs:
-            t.grad = None
         with _autocast(inputs):
             out = op(*inputs)
         out.backward(grad.to(out.dtype))  # a dense gradient: an expanded one would flatter nobody
+        for t in inputs:
+            t.grad = None
 
     return run
 
@@ -122,7 +134,7 @@ def op_benchmark(
     ops = candidate_ops(device)
     rows = []
     for size_name, batch, c, layout in itertools.product(sizes, batches, channels, layouts):
-        height, width = FEATURE_SIZES[size_name]
+        height, width = feature_size(size_name)
         flops = attention_flops(batch, c, qk_channels, height, width)
         inputs = make_inputs(batch, c, qk_channels, (height, width), dtype, device, layout)
         grad_inputs = make_inputs(batch, c, qk_channels, (height, width), dtype, device, layout, requires_grad=True)
@@ -191,15 +203,17 @@ def block_benchmark(
     layouts: Iterable[str] = ("nchw", "channels_last"),
     device: torch.device | str = "cpu",
     repeats: int = 3,
+    dtype: torch.dtype = torch.float32,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """The paper's cost table: one and two non-local blocks against RCCA (R=1, 2) on a
     ``(1, channels, *size)`` feature map: FLOPs counted by FlopCounterMode, peak memory of the
-    forward (inference) and of forward+backward, forward time; per input layout."""
+    forward (inference) and of forward+backward, forward time; per input layout. Half-precision
+    ``dtype`` runs the blocks' weights and inputs in that dtype."""
     device = torch.device(device)
     torch.manual_seed(0)
-    cca, nl1, nl2 = (m(channels, reduction, gamma_init=0.5).to(device) for m in (CrissCrossAttention, NonLocal2d,
-                                                                                  NonLocal2d))
+    cca, nl1, nl2 = (m(channels, reduction, gamma_init=0.5).to(device, dtype) for m in (CrissCrossAttention,
+                                                                                         NonLocal2d, NonLocal2d))
 
     def recurrent(block: nn.Module, times: int) -> Callable[[Tensor], Tensor]:
         def run(inp: Tensor) -> Tensor:
@@ -216,14 +230,14 @@ def block_benchmark(
         memory_format = _memory_format(layout)
         for module in (cca, nl1, nl2):
             module.to(memory_format=memory_format)
-        x = torch.randn(1, channels, *size, device=device).contiguous(memory_format=memory_format)
+        x = torch.randn(1, channels, *size, device=device, dtype=dtype).contiguous(memory_format=memory_format)
         x_grad = x.clone().requires_grad_()
         grad = torch.randn_like(x)
         runners = {n: forward_runner(b, (x,)) for n, b in blocks.items()}
         times = compare_times(runners, device, warmup=1, repeats=repeats)
         for name, block in blocks.items():
             row = {
-                "block": name, "layout": layout,
+                "block": name, "layout": layout, "dtype": str(dtype).removeprefix("torch."),
                 "height": size[0], "width": size[1], "channels": channels,
                 "gflops": count_flops(forward_runner(block, (x,))) / 1e9,
                 "forward_peak_mb": peak_memory_bytes(forward_runner(block, (x,)), device) / 2**20,

@@ -77,10 +77,12 @@ def block_table(rows: list[dict[str, Any]]) -> str:
 
 
 def model_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| task | input | NCHW ms | channels-last ms | channels-last speed-up |", "|---|---|---|---|---|"]
+    """One line per task and variant (memory format x AMP); speed-ups against each task's first variant."""
+    lines = ["| task | input | layout | AMP | ms | speed-up | peak MB |", "|---|---|---|---|---|---|---|"]
     for r in rows:
+        peak = "-" if r.get("peak_mb") is None else f"{r['peak_mb']:.0f}"
         lines.append(f"| {r['task']} ({r['backbone']}, batch {r['batch']}) | {r['height']}x{r['width']} | "
-                     f"{r['nchw_ms']:.0f} | {r['channels_last_ms']:.0f} | {r['channels_last_speedup']:.2f}x |")
+                     f"{r['layout']} | {r['amp']} | {r['ms']:.1f} | {r['speedup']:.2f}x | {peak} |")
     return "\n".join(lines)
 
 
