@@ -37,14 +37,14 @@ def find_default_model(runs: str | Path = "runs") -> Path | None:
     (``checkpoints/latest.pt``), or its model folder when the checkpoint is gone; None if none."""
     import yaml
 
-    from ccnet.config import Config
+    from ccnet.config import Config, read_yaml
 
     default = Config().to_dict()
     found = []
     for config_path in Path(runs).glob("*/config.yaml"):
         run = config_path.parent
         try:
-            config = yaml.safe_load(config_path.read_text()) or {}
+            config = read_yaml(config_path.read_text()) or {}
         except (OSError, yaml.YAMLError):
             continue
         same_job = (isinstance(config, dict) and config.get("model") == default["model"]
