@@ -28,6 +28,39 @@ def config_from_items(items: Sequence[str]):
     return load_config(path, overrides)
 
 
+def task_of(items: Sequence[str], checkpoint: str | None = None) -> str:
+    """``segmentation`` or ``detection``: the config file's (and overrides') ``task``, else the one
+    stored in the checkpoint, else the default."""
+    from ccnet.config import load_config
+
+    path, overrides = split_config_and_overrides(items)
+    if path is None and checkpoint is not None and Path(checkpoint).is_file():
+        try:  # memory-mapped: only the small config is read; a bad file is reported by the real loader
+            loaded = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+            stored = loaded.get("config") if isinstance(loaded, dict) else None
+        except Exception:
+            stored = None
+        task = stored.get("task", "segmentation") if isinstance(stored, dict) else "segmentation"
+        overrides = [f"task={task}", *overrides]
+    return check_task(load_config(path, overrides).task)
+
+
+def check_task(task: str) -> str:
+    if task not in ("segmentation", "detection"):
+        raise ValueError(f"config key 'task' must be 'segmentation' or 'detection', got {task!r}")
+    return task
+
+
+def detection_cli():
+    """:mod:`ccnet.detection.cli`, or a one-line error when the ``[detection]`` extra is missing."""
+    try:
+        from ccnet.detection import cli
+    except ImportError as error:
+        raise ValueError(f"task 'detection' needs the detection extra (pip install 'ccnet-pytorch[detection]'): "
+                         f"{error}") from None
+    return cli
+
+
 def model_from_checkpoint(path: str, items: Sequence[str]):
     """Model (eval mode), config and dataset info of a training checkpoint or a ccnet model
     folder (``save_pretrained``, ``ccnet convert``). A config given on the command line must

@@ -37,6 +37,7 @@ __all__ = [
     "load_backbone",
     "load_pretrained",
     "load_state_dict_checked",
+    "read_backbone",
     "read_weights",
 ]
 
@@ -303,15 +304,19 @@ def _read_source(src: str | Path | Mapping[str, Any], fmt: str) -> tuple[Convert
 def load_state_dict_checked(module: nn.Module, state: Mapping[str, torch.Tensor], source: str, *,
                             origin: Mapping[str, str] | None = None, unmapped: Iterable[str] = (),
                             source_name: Callable[[str], str] | None = None,
-                            target: str | None = None) -> None:
+                            target: str | None = None, optional: tuple[str, ...] = ()) -> None:
     """``module.load_state_dict(state, strict=True)`` with a precise report instead of a wall of text.
 
     BatchNorm ``num_batches_tracked`` counters absent from ``state`` (InPlace-ABN and older files
-    have none) keep the module's value. Raises :class:`WeightsMismatchError` on any missing,
-    unexpected or wrongly shaped tensor, naming them the way the file does.
+    have none) keep the module's value, and counters the module has no place for (frozen norms)
+    are dropped. Module keys starting with one of ``optional`` (layers the source cannot have,
+    such as a context block added to a pretrained network) keep their values when absent. Raises
+    :class:`WeightsMismatchError` on any missing, unexpected or wrongly shaped tensor, naming them
+    the way the file does.
     """
     origin = origin or {}
     expected = module.state_dict()
+    state = {k: v for k, v in state.items() if k in expected or not k.endswith("num_batches_tracked")}
 
     def file_name(key: str) -> str:
         return origin.get(key, key)
@@ -320,7 +325,8 @@ def load_state_dict_checked(module: nn.Module, state: Mapping[str, torch.Tensor]
         name = source_name(key) if source_name else key
         return name if name == key else f"{name} (model: {key})"
 
-    missing = [wanted_name(k) for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    missing = [wanted_name(k) for k in expected
+               if k not in state and not k.endswith("num_batches_tracked") and not k.startswith(optional)]
     unexpected = list(unmapped) + [file_name(k) for k in state if k not in expected]
     conflicts = [(file_name(k), tuple(v.shape), tuple(expected[k].shape))
                  for k, v in state.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
@@ -398,6 +404,13 @@ def load_pretrained(src: str | Path | Mapping[str, Any], format: str = "auto", n
     model.eval()
     _attach_info(model, converted, source)
     return model
+
+
+def read_backbone(src: str | Path | Mapping[str, Any], format: str = "auto") -> tuple[Converted, str]:
+    """The backbone weights of a checkpoint in any supported format, keyed as a torchvision-layout
+    ResNet (``conv1.weight``, ``layer1.0.bn1.bias``, ...), and the source's name for messages.
+    For code that loads them into a ResNet of its own (``ccnet.detection``)."""
+    return _backbone_source(src, format)
 
 
 def _backbone_source(src: str | Path | Mapping[str, Any], fmt: str) -> tuple[Converted, str]:
