@@ -33,7 +33,7 @@ $(DET_PY):
 
 $(DET_VENV)/.installed: pyproject.toml | $(DET_PY)
 	$(DET_PY) -c "import torchvision" 2>/dev/null || $(DET_PY) -m pip install --quiet $(DETECTION_PINS)
-	$(DET_PY) -m pip install --quiet -e ".[detection]" "pytest>=8" "hypothesis>=6.100"
+	$(DET_PY) -m pip install --quiet -e ".[detection]" "pytest>=8" "pytest-xdist>=3.5" "hypothesis>=6.100"
 	touch $@
 
 venv-detection: $(DET_VENV)/.installed
@@ -47,7 +47,7 @@ test: $(VENV)/.installed $(DET_VENV)/.installed
 
 # Mask R-CNN (tests/detection): skipped by the main run above, which has no torchvision.
 test-detection: $(DET_VENV)/.installed
-	$(DET_PY) -m pytest -q tests/detection
+	$(DET_PY) -m pytest -n 2 -q tests/detection
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

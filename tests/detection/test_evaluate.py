@@ -17,6 +17,8 @@ from ccnet.cli import main
 from ccnet.detection.data import CocoInstances
 from ccnet.detection.evaluate import coco_evaluate, format_metrics, to_coco_results
 
+from .conftest import CATEGORIES
+
 
 def _known_detections(dataset: CocoInstances, seed: int = 0) -> dict[int, dict[str, torch.Tensor]]:
     """Mask R-CNN-style outputs near the ground truth: shifted boxes, eroded/dilated masks,
@@ -74,7 +76,7 @@ def test_known_detections_score_as_cocoeval_scores_them(tiny_coco, capsys):
     dataset = CocoInstances.from_root(tiny_coco, "val")
     outputs = _known_detections(dataset)
     ours = [r for image_id, out in outputs.items() for r in to_coco_results(out, image_id, dataset.category_ids)]
-    metrics = coco_evaluate(dataset.coco, ours)
+    metrics = coco_evaluate(dataset.coco, ours, per_category=True)
 
     gt = COCO(str(tiny_coco / "annotations" / "instances_val.json"))
     direct = _direct_results(outputs, dataset.category_ids)
@@ -82,6 +84,17 @@ def test_known_detections_score_as_cocoeval_scores_them(tiny_coco, capsys):
         expected = _cocoeval(gt, direct, iou_type)
         assert list(metrics[iou_type].values()) == expected
         assert 0.05 < expected[0] < 0.95  # neither trivial nor perfect: the test can tell them apart
+        # Per category: COCOeval restricted to that category gives the same AP.
+        for category in CATEGORIES:
+            alone = [r for r in direct if r["category_id"] == category["id"]]
+            dt = gt.loadRes([{k: v for k, v in r.items() if k != ("segmentation" if iou_type == "bbox" else "bbox")}
+                             for r in alone])
+            evaluator = COCOeval(gt, dt, iou_type)
+            evaluator.params.catIds = [category["id"]]
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+            assert metrics[f"{iou_type}_per_category"][category["name"]] == pytest.approx(evaluator.stats[0])
     capsys.readouterr()
 
 

@@ -40,6 +40,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("sbd_root", nargs="?", help="voc-aug only: the SBD root (with dataset/cls/*.mat)")
     parser.add_argument("--train-images", type=int, default=400, help="synthetic-coco: training images")
     parser.add_argument("--val-images", type=int, default=100, help="synthetic-coco: validation images")
-    parser.add_argument("--size", type=int, default=192, help="synthetic-coco: image side in pixels")
+    parser.add_argument("--size", type=int, default=128, help="synthetic-coco: image side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="synthetic-coco: scene seed")
     parser.set_defaults(func=run)

@@ -21,11 +21,10 @@ def run(args: argparse.Namespace) -> int:
     from ccnet.engine.trainer import Trainer
 
     config = config_from_items(args.config)
-    if check_task(config.task) == "detection":
-        return detection_cli().train(args, config)
+    trainer_class = detection_cli().DetectionTrainer if check_task(config.task) == "detection" else Trainer
     try:
-        trainer = Trainer(config, output_dir=args.output, resume=args.resume, stop_after=args.stop_after,
-                          progress=not args.no_progress)
+        trainer = trainer_class(config, output_dir=args.output, resume=args.resume, stop_after=args.stop_after,
+                                progress=not args.no_progress)
         result = trainer.fit()
     finally:
         cleanup_distributed()

@@ -1,4 +1,5 @@
-"""The ``ccnet train|evaluate|predict`` commands for ``task: detection`` (Mask R-CNN).
+"""The ``ccnet evaluate|predict`` commands for ``task: detection`` (Mask R-CNN); ``ccnet train``
+uses :class:`DetectionTrainer` in place of the segmentation trainer.
 
 ``ccnet.cli`` calls these when the config (or the checkpoint's stored config) says
 ``task: detection``; the argument parsing is the commands' own.
@@ -11,50 +12,23 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ccnet.config import Config, apply_overrides, config_from_dict, load_config
+from ccnet.cli.common import checkpoint_config, load_checkpoint_weights
+from ccnet.config import Config, load_config
 from ccnet.data.info import DatasetInfo
+from ccnet.detection.model import mask_rcnn_from_config
+from ccnet.detection.trainer import DetectionTrainer, check_detection_compatible
+from ccnet.engine.checkpoint import load_checkpoint
 
-__all__ = ["evaluate", "model_from_checkpoint", "predict", "train"]
-
-
-def train(args: argparse.Namespace, config: Config) -> int:
-    from ccnet.detection.trainer import DetectionTrainer
-    from ccnet.engine.distributed import cleanup_distributed
-
-    try:
-        trainer = DetectionTrainer(config, output_dir=args.output, resume=args.resume, stop_after=args.stop_after,
-                                   progress=not args.no_progress)
-        result = trainer.fit()
-    finally:
-        cleanup_distributed()
-    if trainer.ctx.is_main:
-        print(f"run directory: {result.output_dir}")
-    return 0
+__all__ = ["DetectionTrainer", "evaluate", "model_from_checkpoint", "predict"]
 
 
 def model_from_checkpoint(path: str, config_path: str | None, overrides: list[str]) -> tuple[Any, Config, DatasetInfo]:
     """Mask R-CNN (eval mode), config and class names of a ``ccnet train`` checkpoint. A config
     file given too must describe the same model; overrides apply on top."""
-    from ccnet.detection.model import mask_rcnn_from_config
-    from ccnet.detection.trainer import check_detection_compatible
-    from ccnet.engine.checkpoint import load_checkpoint
-    from ccnet.engine.trainer import info_from_dict
-
     checkpoint = load_checkpoint(path)
-    if config_path is not None:
-        config = load_config(config_path, overrides)
-    elif "config" in checkpoint:
-        config = apply_overrides(config_from_dict(checkpoint["config"]), overrides)
-    else:
-        raise ValueError(f"{path}: checkpoint stores no config; give the config file too")
-    check_detection_compatible(checkpoint, config, path)
-    if "info" not in checkpoint:
-        raise ValueError(f"{path}: checkpoint stores no class names ('info'); it was not written by ccnet train")
-    info = info_from_dict(checkpoint["info"])
+    config, info = checkpoint_config(checkpoint, path, config_path, overrides, check=check_detection_compatible)
     model = mask_rcnn_from_config(config, info.num_classes)
-    missing, unexpected = model.load_state_dict(checkpoint["model"], strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    load_checkpoint_weights(model, checkpoint, path)
     return model.eval(), config, info
 
 
@@ -84,10 +58,15 @@ def evaluate(args: argparse.Namespace, config_path: str | None, overrides: list[
             metrics = coco_evaluate(dataset.coco, results, iou_types=iou_types, image_ids=dataset.image_ids)
             ctx = init_distributed("cpu")
         else:
-            model, config, _ = model_from_checkpoint(args.checkpoint, config_path, overrides)
+            model, config, info = model_from_checkpoint(args.checkpoint, config_path, overrides)
+            if not config.data.root:
+                raise ValueError("config key 'data.root' is required: the COCO-layout folder to evaluate on")
             ctx = init_distributed(config.device)
             dataset = CocoInstances.from_root(config.data.root, args.split or config.data.val_split,
                                               max_images=config.data.max_val_samples)
+            if dataset.info.class_names != info.class_names:
+                raise ValueError(f"{args.checkpoint}: the model's classes {list(info.class_names)[:5]} are not the "
+                                 f"categories of {dataset.annotation_path} {list(dataset.info.class_names)[:5]}")
             metrics, _ = evaluate_model(model.to(ctx.device), dataset, device=ctx.device, progress=ctx.is_main)
     finally:
         cleanup_distributed()

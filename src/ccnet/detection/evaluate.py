@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from ccnet.engine.evaluate import ShardSampler
 
-__all__ = ["IOU_TYPES", "STAT_NAMES", "coco_evaluate", "evaluate_model", "format_metrics", "to_coco_results"]
+__all__ = ["IOU_TYPES", "STAT_NAMES", "coco_evaluate", "evaluate_model", "format_metrics", "per_category_ap",
+           "to_coco_results"]
 
 IOU_TYPES = ("bbox", "segm")
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6]
@@ -70,11 +71,26 @@ def _results_coco(coco_gt: COCO, results: list[dict[str, Any]]) -> COCO:
         return empty
 
 
+def per_category_ap(evaluator: COCOeval) -> dict[str, float]:
+    """AP (IoU 0.50:0.95, all areas, 100 detections) of each category of an accumulated
+    ``COCOeval``, by category name; -1 for a category without ground truth."""
+    precision = evaluator.eval["precision"]  # (IoU thresholds, recall points, categories, areas, max dets)
+    names = {c["id"]: c["name"] for c in evaluator.cocoGt.dataset["categories"]}
+    result = {}
+    for k, category_id in enumerate(evaluator.params.catIds):
+        values = precision[:, :, k, 0, -1]
+        values = values[values > -1]
+        result[names[category_id]] = float(values.mean()) if values.size else -1.0
+    return result
+
+
 def coco_evaluate(coco_gt: COCO, results: Iterable[dict[str, Any]], *, iou_types: Sequence[str] = IOU_TYPES,
-                  image_ids: Iterable[int] | None = None, print_summary: bool = False) -> dict[str, dict[str, float]]:
+                  image_ids: Iterable[int] | None = None, print_summary: bool = False,
+                  per_category: bool = False) -> dict[str, dict[str, float]]:
     """``COCOeval`` of ``results`` against ``coco_gt``: ``{"bbox": {"AP": ..., "AP50": ..., ...},
     "segm": {...}}`` with COCOeval's own numbers (fractions; -1 where a range has no object).
-    ``image_ids`` restricts the evaluation to those images (default: every image of ``coco_gt``)."""
+    ``image_ids`` restricts the evaluation to those images (default: every image of ``coco_gt``).
+    ``per_category`` adds ``"bbox_per_category"`` / ``"segm_per_category"``: AP by category name."""
     results = list(results)
     known = set(coco_gt.getImgIds())
     unknown = {r["image_id"] for r in results} - known
@@ -99,6 +115,8 @@ def coco_evaluate(coco_gt: COCO, results: Iterable[dict[str, Any]], *, iou_types
         if print_summary:
             print(f"{iou_type}:\n{output.getvalue()}", end="")
         metrics[iou_type] = {name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats[:6], strict=True)}
+        if per_category:
+            metrics[f"{iou_type}_per_category"] = per_category_ap(evaluator)
     return metrics
 
 
@@ -106,6 +124,8 @@ def format_metrics(metrics: dict[str, dict[str, float]]) -> str:
     """A small table in percent (the papers' unit); ``-`` where COCOeval has no value (-1)."""
     lines = ["| " + " | ".join(["type", *STAT_NAMES]) + " |", "|" + "---|" * (len(STAT_NAMES) + 1)]
     for iou_type, values in metrics.items():
+        if iou_type not in IOU_TYPES:
+            continue
         cells = [f"{100 * values[n]:.1f}" if values[n] >= 0 else "-" for n in STAT_NAMES]
         lines.append("| " + " | ".join([iou_type, *cells]) + " |")
     return "\n".join(lines)
@@ -139,7 +159,7 @@ def evaluate_model(model: nn.Module, dataset: Any, *, device: torch.device | str
         gathered: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, results)
         results = [r for part in gathered for r in part]
-    metrics = [coco_evaluate(dataset.coco, results, image_ids=dataset.image_ids)
+    metrics = [coco_evaluate(dataset.coco, results, image_ids=dataset.image_ids, per_category=True)
                if not distributed or dist.get_rank() == 0 else None]
     if distributed:
         dist.broadcast_object_list(metrics, src=0)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ccnet.config import Config, ConfigError, config_from_dict
 from ccnet.detection.data import CocoInstances, collate, train_transform
-from ccnet.detection.evaluate import STAT_NAMES, evaluate_model, format_metrics
+from ccnet.detection.evaluate import IOU_TYPES, STAT_NAMES, evaluate_model, format_metrics
 from ccnet.detection.model import CONTEXTS, NORMS, init_backbone_from, load_mask_rcnn_weights, mask_rcnn_from_config
 from ccnet.detection.visualize import draw_instances
 from ccnet.engine.checkpoint import atomic_write_text
@@ -124,8 +124,8 @@ class DetectionTrainer(Trainer):
     def _evaluate(self, iteration: int, final: bool = False) -> dict[str, dict[str, float]]:
         metrics, _ = evaluate_model(self.model, self.val_set, device=self.ctx.device, progress=self.progress)
         summary: dict[str, Any] = {"iteration": iteration, "type": "eval"}
-        for iou_type, values in metrics.items():
-            summary.update({f"{iou_type}_{name}": values[name] for name in STAT_NAMES})
+        for iou_type in IOU_TYPES:
+            summary.update({f"{iou_type}_{name}": metrics[iou_type][name] for name in STAT_NAMES})
         self._log(summary)
         if self.ctx.is_main:
             tqdm.write(format_metrics(metrics))
