@@ -43,6 +43,7 @@ def checkpoint(tmp_path_factory):
         (["train", "missing.yaml"], "missing.yaml: config file not found"),
         (["evaluate"], "give exactly one of --checkpoint"),
         (["evaluate", "--checkpoint", "/no/such.pt"], "/no/such.pt: checkpoint not found"),
+        (["export", "/no/such.pt", "m.onnx"], "/no/such.pt"),
         (["predict", "--checkpoint", "/no/such.pt", "x.png", "--output", "o"], "/no/such.pt: checkpoint not found"),
     ],
 )
@@ -60,6 +61,109 @@ def test_wrong_checkpoint_for_the_config(checkpoint, capsys):
     corrupt.write_bytes(checkpoint.read_bytes()[:1000])
     assert main(["evaluate", "--checkpoint", str(corrupt)]) == 2
     assert "corrupt.pt: not a readable checkpoint" in capsys.readouterr().err
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+@pytest.fixture(scope="module")
+def bad_checkpoints(tmp_path_factory):
+    """Files a user might pass as --checkpoint: hostile pickles, non-checkpoints, a folder."""
+    root = tmp_path_factory.mktemp("bad")
+    torch.save({"model": {}, "payload": _RunsCode()}, root / "hostile.pt")
+    with open(root / "hostile.pkl", "wb") as handle:
+        import pickle
+
+        pickle.dump(_RunsCode(), handle)
+    (root / "notes.pt").write_text("these are notes, not weights\n")
+    (root / "random.pt").write_bytes(bytes(range(256)) * 4)
+    (root / "empty.pt").write_bytes(b"")
+    (root / "folder.pt").mkdir()
+    return root
+
+
+@pytest.mark.parametrize("name", ["hostile.pt", "hostile.pkl", "notes.pt", "random.pt", "empty.pt", "folder.pt"])
+@pytest.mark.parametrize("command", ["evaluate", "predict", "export", "convert", "train"])
+def test_bad_checkpoints_never_get_unsafe_advice(command, name, bad_checkpoints, tmp_path, capsys):
+    path = str(bad_checkpoints / name)
+    argv = {
+        "evaluate": ["evaluate", "--checkpoint", path],
+        "predict": ["predict", "--checkpoint", path, "x.png", "--output", str(tmp_path / "out")],
+        "export": ["export", path, str(tmp_path / "m.onnx")],
+        "convert": ["convert", path, str(tmp_path / "m")],
+        "train": ["train", *TINY, "--output", str(tmp_path / "run"), "--resume", path, "--no-progress"],
+    }[command]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "weights_only" not in err and "will likely succeed" not in err, err
+    assert "this must never run" not in captured.out + captured.err
+    assert name in err
+    if name.startswith("hostile"):
+        assert "cannot be read safely" in err and "print" in err and "not loaded" in err, err
+    elif name != "folder.pt":
+        assert "not a readable" in err, err
+
+
+def test_checkpoint_of_another_label_set_is_refused_before_any_image(tmp_path, capsys):
+    data = tmp_path / "three"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(data / "images" / f"{i}.png")
+        Image.fromarray(rng.integers(0, 3, (40, 40), dtype=np.uint8)).save(data / "masks" / f"{i}.png")
+    (data / "classes.txt").write_text("road\ncar\nsky\n")
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "data.dataset=folder", f"data.root={data}", "data.train_split=all",
+                 "data.val_split=all", "data.crop_size=[32,32]", "--output", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    checkpoint = str(run / "checkpoints" / "latest.pt")
+    assert main(["evaluate", "--checkpoint", checkpoint, "data.dataset=synthetic"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "the model has 3 classes (road, car, sky; trained on 'three')" in err, err
+    assert "dataset 'synthetic' has 7" in err and "use the data it was trained on" in err, err
+    # Continuing its training on the other data is refused the same way.
+    assert main(["train", *TINY, "optim.iterations=2", "--output", str(tmp_path / "run2"), "--resume", checkpoint,
+                 "--no-progress"]) == 2
+    assert "the model has 3 classes" in capsys.readouterr().err
+
+
+def test_training_banner_and_run_folder_name_the_dataset(tmp_path, capsys, monkeypatch):
+    data = tmp_path / "streets"
+    _write_folder_dataset(data)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *TINY, "data.dataset=folder", f"data.root={data}", "data.train_split=all",
+                 "data.val_split=all", "data.crop_size=[32,32]", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "training streets: CCNet resnet18" in out and "training synthetic" not in out, out
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and runs[0].name.startswith("streets-"), runs
+
+
+def test_written_files_get_the_users_umask_permissions(checkpoint, tmp_path, capsys):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        run = tmp_path / "run"
+        assert main(["train", *TINY, "--output", str(run), "--no-progress"]) == 0
+        assert main(["convert", str(run / "model"), str(tmp_path / "folder")]) == 0
+        assert main(["export", str(tmp_path / "folder"), str(tmp_path / "m.onnx"), "--size", "48", "48"]) == 0
+        assert main(["evaluate", "--checkpoint", str(checkpoint), "--output", str(tmp_path / "m.json")]) == 0
+    finally:
+        os.umask(old)
+    written = [run / "checkpoints" / "latest.pt", run / "metrics.json", run / "model" / "model.safetensors",
+               run / "model" / "config.json", tmp_path / "folder" / "model.safetensors",
+               tmp_path / "folder" / "config.json", tmp_path / "m.onnx", tmp_path / "m.json"]
+    modes = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in written}
+    assert set(modes.values()) == {"0o644"}, modes
+    folders = {p.name: oct(p.stat().st_mode & 0o777) for p in (run / "model", tmp_path / "folder")}
+    assert set(folders.values()) == {"0o755"}, folders
 
 
 def _write_folder_dataset(root, count=3):

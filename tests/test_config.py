@@ -10,7 +10,7 @@ CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_load(path):
     config = load_config(path)
-    assert config.name == path.stem
+    assert config.run_name() == path.stem
     assert config_from_dict(config.to_dict()) == config
 
 
@@ -89,3 +89,11 @@ def test_shipped_configs_spell_out_the_whole_model(path):
 
 def test_synthetic_yaml_is_the_default_job():
     assert load_config(Path(__file__).parents[1] / "configs" / "synthetic.yaml") == Config()
+
+
+def test_run_name_says_what_is_trained(tmp_path):
+    assert Config().run_name() == "synthetic"
+    folder = apply_overrides(Config(), ["data.dataset=folder", f"data.root={tmp_path / 'streets'}"])
+    assert folder.run_name() == "streets"
+    assert apply_overrides(Config(), ["data.dataset=camvid", "data.root=/x"]).run_name() == "camvid"
+    assert apply_overrides(Config(), ["name=mine", "data.dataset=camvid"]).run_name() == "mine"

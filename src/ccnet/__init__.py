@@ -9,8 +9,7 @@ from ccnet.interop import convert, export_onnx, init_backbone_from, load_backbon
 from ccnet.models import CCNet, create_model
 from ccnet.nn import CrissCrossAttention, CrissCrossAttention3d, RCCAHead
 from ccnet.ops import criss_cross_attention, criss_cross_attention_3d
-
-__version__ = "0.1.0"
+from ccnet.version import __version__
 
 __all__ = [
     "CCNet",

@@ -162,7 +162,9 @@ class DetectionConfig:
 
 @dataclass
 class Config:
-    name: str = "synthetic"
+    # The run's name (banner, default run folder); null: named after the dataset (a folder
+    # dataset after its root folder).
+    name: str | None = None
     task: str = "segmentation"  # segmentation (CCNet) | detection (Mask R-CNN, the detection section)
     output_dir: str = "runs"
     seed: int = 0
@@ -184,6 +186,14 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def run_name(self) -> str:
+        """``name``, or what is trained: the dataset (a folder dataset: its root folder's name)."""
+        if self.name:
+            return self.name
+        if self.data.dataset == "folder" and self.data.root:
+            return Path(self.data.root).resolve().name or "folder"
+        return self.data.dataset
 
 
 def _type_name(tp: Any) -> str:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from ccnet.ops import criss_cross_attention, criss_cross_attention_3d, criss_cross_attention_reference
 from ccnet.ops import criss_cross_function as fn
-from ccnet.ops.criss_cross import _criss_cross_composite
+from ccnet.ops.composite import criss_cross_composite
 
 
 def _inputs(*shape, channels=5, qk=3, dtype=torch.float64, seed=0):
@@ -32,7 +32,7 @@ def test_values_and_gradients_match_the_composite_2d(batch, height, width, seed)
     inputs = _inputs(batch, height, width, seed=seed)
     grad = torch.randn(batch, 5, height, width, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     out, grads = _grads(fn.CrissCrossFunction.apply, inputs, grad)
-    ref_out, ref_grads = _grads(_criss_cross_composite, inputs, grad)
+    ref_out, ref_grads = _grads(criss_cross_composite, inputs, grad)
     torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
     for g, r in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-10)
@@ -43,7 +43,7 @@ def test_values_and_gradients_match_the_composite_3d(shape):
     inputs = _inputs(*shape)
     grad = torch.randn(shape[0], 5, *shape[1:], dtype=torch.float64)
     out, grads = _grads(fn.CrissCrossFunction.apply, inputs, grad)
-    ref_out, ref_grads = _grads(_criss_cross_composite, inputs, grad)
+    ref_out, ref_grads = _grads(criss_cross_composite, inputs, grad)
     torch.testing.assert_close(out, ref_out, rtol=1e-12, atol=1e-12)
     for g, r in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-10)
@@ -127,7 +127,7 @@ def test_3d_public_op_uses_the_same_function():
     inputs = _inputs(1, 3, 4, 5)
     grad = torch.randn(1, 5, 3, 4, 5, dtype=torch.float64)
     out, grads = _grads(criss_cross_attention_3d, inputs, grad)
-    ref_out, ref_grads = _grads(_criss_cross_composite, inputs, grad)
+    ref_out, ref_grads = _grads(criss_cross_composite, inputs, grad)
     torch.testing.assert_close(out, ref_out)
     for g, r in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g, r)

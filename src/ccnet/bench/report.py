@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ccnet.engine.checkpoint import atomic_write_text
+from ccnet.files import atomic_write_text
 
 
 def op_table(rows: list[dict[str, Any]], ceiling_gflops: float | None = None) -> str:

@@ -3,7 +3,7 @@ and turning an exception into the one-line message the user sees."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,9 @@ def task_of(items: Sequence[str], checkpoint: str | None = None) -> str:
     path, overrides = split_config_and_overrides(items)
     if path is None and checkpoint is not None and Path(checkpoint).is_file():
         try:  # memory-mapped: only the small config is read; a bad file is reported by the real loader
-            loaded = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+            from ccnet.files import load_torch_file
+
+            loaded = load_torch_file(checkpoint, mmap=True)
             stored = loaded.get("config") if isinstance(loaded, dict) else None
         except Exception:
             stored = None
@@ -67,7 +69,7 @@ def model_from_checkpoint(path: str, items: Sequence[str]):
     describe the same model; overrides apply on top."""
     from ccnet.engine.build import build_model
     from ccnet.engine.checkpoint import load_checkpoint
-    from ccnet.engine.trainer import check_compatible
+    from ccnet.engine.trainer import check_compatible, checkpoint_config, load_checkpoint_weights
 
     if Path(path).is_dir():
         return model_from_folder(path, items)
@@ -76,32 +78,6 @@ def model_from_checkpoint(path: str, items: Sequence[str]):
     model = build_model(config, info.num_classes)
     load_checkpoint_weights(model, checkpoint, path)
     return for_inference(model, config), config, info
-
-
-def checkpoint_config(checkpoint: dict[str, Any], path: str, config_path: str | None, overrides: Sequence[str], *,
-                      check: Callable[[dict[str, Any], Any, str], None]):
-    """The config to use a training checkpoint with (a config file, which ``check`` verifies
-    describes the checkpoint's model, else the checkpoint's own; overrides on top) and the
-    checkpoint's dataset info (class names)."""
-    from ccnet.config import apply_overrides, config_from_dict, load_config
-    from ccnet.engine.trainer import info_from_dict
-
-    if config_path is not None:
-        config = load_config(config_path, overrides)
-    elif "config" in checkpoint:
-        config = apply_overrides(config_from_dict(checkpoint["config"]), overrides)
-    else:
-        raise ValueError(f"{path}: checkpoint stores no config; give the config file too")
-    check(checkpoint, config, path)
-    if "info" not in checkpoint:
-        raise ValueError(f"{path}: checkpoint stores no class names ('info'); it was not written by ccnet train")
-    return config, info_from_dict(checkpoint["info"])
-
-
-def load_checkpoint_weights(model: torch.nn.Module, checkpoint: dict[str, Any], path: str) -> None:
-    missing, unexpected = model.load_state_dict(checkpoint["model"], strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
 
 def for_inference(model: torch.nn.Module, config: Any) -> torch.nn.Module:

@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from ccnet.engine.build import build_val_dataset, infer_kwargs
     from ccnet.engine.distributed import cleanup_distributed, init_distributed
     from ccnet.engine.evaluate import evaluate, evaluate_predictions
+    from ccnet.engine.trainer import check_same_classes
 
     if (args.checkpoint is None) == (args.predictions is None):
         raise ValueError("give exactly one of --checkpoint (score a model) or --predictions (score saved PNGs)")
@@ -38,9 +39,10 @@ def run(args: argparse.Namespace) -> int:
             ctx = init_distributed("cpu")
             confusion = evaluate_predictions(args.predictions, dataset, progress=ctx.is_main)
         else:
-            model, config, _ = model_from_checkpoint(args.checkpoint, args.config)
+            model, config, model_info = model_from_checkpoint(args.checkpoint, args.config)
             ctx = init_distributed(config.device)
             dataset = build_val_dataset(config, args.split)
+            check_same_classes(model_info, dataset.info, args.checkpoint)
             confusion = evaluate(model.to(ctx.device), dataset, num_classes=dataset.info.num_classes,
                                  ignore_index=dataset.info.ignore_index, device=ctx.device,
                                  infer_kwargs=infer_kwargs(config, dataset.info), progress=ctx.is_main)
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         print(metrics.format_table(dataset.info.class_names))
         if args.output:
             result = {**metrics.to_dict(), "class_names": list(dataset.info.class_names)}
-            from ccnet.engine.checkpoint import atomic_write_text
+            from ccnet.files import atomic_write_text
 
             atomic_write_text(args.output, json.dumps(result, indent=2))
             print(f"metrics written to {args.output}")

@@ -7,7 +7,7 @@ import argparse
 from ccnet.cli.common import check_task, config_from_items, detection_cli
 
 EPILOG = """examples:
-  ccnet train                                   # the embedded default: synthetic data on the CPU, ~5 min
+  ccnet train                                   # the embedded default: synthetic data on the CPU, 3.5-10 min
   ccnet train configs/cityscapes_official.yaml data.root=/data/cityscapes
   ccnet train configs/ade20k_mmseg_r50.yaml optim.iterations=1000 --output runs/ade
   ccnet train configs/cityscapes_official.yaml --output runs/cs --resume auto   # continue a run

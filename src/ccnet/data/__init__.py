@@ -1,30 +1,59 @@
-"""Datasets of the paper, users' own folders, a synthetic long-range-context dataset, transforms."""
+"""Datasets of the paper, users' own folders, a synthetic long-range-context dataset, transforms.
+
+Importing :mod:`ccnet.data` loads nothing heavy: each dataset module, and the augmentation stack
+(albumentations, OpenCV) of :mod:`ccnet.data.transforms`, is imported when first used, so that
+models, export and benchmarks work with PyTorch alone.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ccnet.data.ade20k import ADE20K
-from ccnet.data.base import PairTransform, Sample, SegmentationDataset
-from ccnet.data.camvid import CamVid
-from ccnet.data.cityscapes import Cityscapes
-from ccnet.data.folder import FolderDataset
 from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo
-from ccnet.data.io import DatasetError, read_image, read_label
-from ccnet.data.lip import LIP
-from ccnet.data.transforms import SegmentationTransform, build_eval_transform, build_train_transform, normalize
-from ccnet.data.voc import PascalVOC
 
-# Dataset name (as used in configs and on the command line) -> class.
-DATASETS: dict[str, type[SegmentationDataset]] = {
-    "cityscapes": Cityscapes,
-    "ade20k": ADE20K,
-    "lip": LIP,
-    "camvid": CamVid,
-    "voc": PascalVOC,
-    "folder": FolderDataset,
+if TYPE_CHECKING:
+    from ccnet.data.base import PairTransform, SegmentationDataset
+
+# Dataset name (as used in configs and on the command line) -> "module:class".
+DATASETS: dict[str, str] = {
+    "cityscapes": "ccnet.data.cityscapes:Cityscapes",
+    "ade20k": "ccnet.data.ade20k:ADE20K",
+    "lip": "ccnet.data.lip:LIP",
+    "camvid": "ccnet.data.camvid:CamVid",
+    "voc": "ccnet.data.voc:PascalVOC",
+    "folder": "ccnet.data.folder:FolderDataset",
 }
+
+# Public names of the submodules, imported on first access (PEP 562).
+_LAZY = {
+    **{target.split(":")[1]: target.split(":")[0] for target in DATASETS.values()},
+    "PairTransform": "ccnet.data.base",
+    "Sample": "ccnet.data.base",
+    "SegmentationDataset": "ccnet.data.base",
+    "DatasetError": "ccnet.data.io",
+    "read_image": "ccnet.data.io",
+    "read_label": "ccnet.data.io",
+    "normalize": "ccnet.data.tensors",
+    "SegmentationTransform": "ccnet.data.transforms",
+    "build_eval_transform": "ccnet.data.transforms",
+    "build_train_transform": "ccnet.data.transforms",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ccnet.data' has no attribute {name!r}")
+
+
+def dataset_class(name: str) -> type[SegmentationDataset]:
+    """The class of dataset ``name`` (a key of :data:`DATASETS`)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    module, cls = DATASETS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def build_dataset(
@@ -34,32 +63,16 @@ def build_dataset(
     transform: PairTransform | None = None,
     **kwargs: Any,
 ) -> SegmentationDataset:
-    """Instantiate ``DATASETS[name](root, split, transform, **kwargs)``."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
-    return DATASETS[name](root, split, transform, **kwargs)
+    """Instantiate dataset ``name`` as ``cls(root, split, transform, **kwargs)``."""
+    return dataset_class(name)(root, split, transform, **kwargs)
 
 
 __all__ = [
-    "ADE20K",
     "DATASETS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
-    "LIP",
-    "CamVid",
-    "Cityscapes",
-    "DatasetError",
     "DatasetInfo",
-    "FolderDataset",
-    "PairTransform",
-    "PascalVOC",
-    "Sample",
-    "SegmentationDataset",
-    "SegmentationTransform",
     "build_dataset",
-    "build_eval_transform",
-    "build_train_transform",
-    "normalize",
-    "read_image",
-    "read_label",
+    "dataset_class",
+    *sorted(_LAZY),
 ]

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from ccnet.data.info import DatasetInfo
 from ccnet.data.io import DatasetError, read_image, read_label
-from ccnet.data.transforms import normalize
+from ccnet.data.tensors import normalize
 
 __all__ = [
     "PairTransform",
@@ -66,7 +66,7 @@ class SegmentationDataset(Dataset):
         samples: the files, in the order they are indexed (subclasses sort them by name).
         info: class names, palette, ignore index and flip pairs of the label set.
         transform: ``(image, label) -> (image tensor, label tensor)``; None applies
-            :func:`ccnet.data.transforms.normalize` (ImageNet mean/std, no resizing). A public
+            :func:`ccnet.data.tensors.normalize` (ImageNet mean/std, no resizing). A public
             attribute: assign ``dataset.transform = ...`` after construction to change it.
         label_map: optional uint8 LUT (256 entries) from raw label values to train ids / ignore.
 

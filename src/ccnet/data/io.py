@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ccnet.files import atomic_path
+
 __all__ = ["DatasetError", "read_image", "read_label", "write_label"]
 
 # Label modes whose pixel values are class indices (Pillow mode names).
@@ -92,9 +94,5 @@ def write_label(path: str | os.PathLike, label: np.ndarray) -> None:
     path = Path(path)
     if label.dtype != np.uint8 or label.ndim != 2:
         raise ValueError(f"{path}: expected a uint8 (H, W) label map, got {label.dtype} {label.shape}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(label).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -17,6 +17,7 @@ import numpy as np
 from ccnet.data.cityscapes import CITYSCAPES_INFO, LABEL_IDS_SUFFIX, TRAIN_IDS_SUFFIX, cityscapes_label_map
 from ccnet.data.io import DatasetError, read_label, write_label
 from ccnet.data.voc import VOC_INFO, find_voc2012
+from ccnet.files import atomic_path, atomic_write_text
 
 __all__ = ["find_sbd", "prepare_cityscapes", "prepare_voc_aug", "read_sbd_mat"]
 
@@ -34,13 +35,6 @@ def _run(function: Callable[[Path], object], paths: Iterable[Path], workers: int
             pass
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _check_range(path: Path, label: np.ndarray, num_classes: int, ignore_index: int = 255) -> None:
@@ -145,12 +139,8 @@ def prepare_voc_aug(voc_root: str | Path, sbd_root: str | Path, workers: int | N
 
     def copy_voc(png: Path) -> None:
         _check_range(png, read_label(png), VOC_INFO.num_classes)  # also rejects unreadable files
-        tmp = out / f".{png.name}.{os.getpid()}.tmp"
-        try:
+        with atomic_path(out / png.name) as tmp:
             shutil.copyfile(png, tmp)
-            os.replace(tmp, out / png.name)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     _run(copy_voc, sorted(voc_labels.glob("*.png")), workers)
 
@@ -158,5 +148,5 @@ def prepare_voc_aug(voc_root: str | Path, sbd_root: str | Path, workers: int | N
     for sample_id in ids:
         if not (out / f"{sample_id}.png").is_file():
             raise DatasetError(f"{out / f'{sample_id}.png'}: no SBD or VOC label for {sample_id} (in the train lists)")
-    _write_text_atomic(lists / "train_aug.txt", "".join(f"{i}\n" for i in ids))
+    atomic_write_text(lists / "train_aug.txt", "".join(f"{i}\n" for i in ids))
     return len(ids)

@@ -61,7 +61,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo
+from ccnet.data.info import DatasetInfo
+from ccnet.data.tensors import normalize
 
 __all__ = [
     "CONTEXT_CLASSES",
@@ -96,17 +97,6 @@ _SOLID_COLOUR = np.array([240, 150, 40], dtype=np.float32)
 _NOISE_SIGMA = 8.0
 _DEFAULT_NUM_SAMPLES = {"train": 100_000}
 _DEFAULT_EVAL_SAMPLES = 64
-
-_MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32)
-_INV_STD = 1.0 / np.asarray(IMAGENET_STD, dtype=np.float32)
-
-
-def normalize(image: np.ndarray, label: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Default transform: uint8 ``(H, W, 3)`` RGB -> ImageNet-normalised float ``(3, H, W)``;
-    uint8 ``(H, W)`` labels -> int64 ``(H, W)``."""
-    x = (image.astype(np.float32) - _MEAN) * _INV_STD
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), torch.from_numpy(label.astype(np.int64))
-
 
 class _Names(Sequence):
     """Lazy list of sample names, ``f"{split}_{index:06d}"``."""

@@ -12,12 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ccnet.cli.common import checkpoint_config, load_checkpoint_weights
 from ccnet.config import Config, load_config
 from ccnet.data.info import DatasetInfo
 from ccnet.detection.model import mask_rcnn_from_config
 from ccnet.detection.trainer import DetectionTrainer, check_detection_compatible
 from ccnet.engine.checkpoint import load_checkpoint
+from ccnet.engine.trainer import checkpoint_config, load_checkpoint_weights
 
 __all__ = ["DetectionTrainer", "evaluate", "model_from_checkpoint", "predict"]
 
@@ -37,8 +37,8 @@ def evaluate(args: argparse.Namespace, config_path: str | None, overrides: list[
     COCO results JSON (``--predictions``) of any tool."""
     from ccnet.detection.data import CocoInstances
     from ccnet.detection.evaluate import coco_evaluate, evaluate_model, format_metrics
-    from ccnet.engine.checkpoint import atomic_write_text
     from ccnet.engine.distributed import cleanup_distributed, init_distributed
+    from ccnet.files import atomic_write_text
 
     try:
         if args.predictions is not None:

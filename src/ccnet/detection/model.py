@@ -34,7 +34,8 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from ccnet.interop.loading import load_state_dict_checked, read_backbone, read_weights, unwrap_state_dict
+from ccnet.interop.loading import read_backbone, read_weights, unwrap_state_dict
+from ccnet.models.state_dict import load_state_dict_checked
 from ccnet.nn import NonLocal2d, RecurrentCrissCrossAttention
 
 __all__ = ["CONTEXTS", "NORMS", "ContextStage", "build_mask_rcnn", "context_block", "init_backbone_from",

@@ -24,7 +24,7 @@ from pycocotools import mask as mask_utils
 
 from ccnet.data.synthetic import SYNTHETIC_INFO, SyntheticContextDataset
 from ccnet.detection.data import annotation_file
-from ccnet.engine.checkpoint import atomic_write_text
+from ccnet.files import atomic_write_text
 
 __all__ = ["CATEGORIES", "instances_of", "write_synthetic_coco"]
 

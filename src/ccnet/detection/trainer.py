@@ -25,8 +25,8 @@ from ccnet.detection.data import CocoInstances, collate, train_transform
 from ccnet.detection.evaluate import IOU_TYPES, STAT_NAMES, evaluate_model, format_metrics
 from ccnet.detection.model import CONTEXTS, NORMS, init_backbone_from, load_mask_rcnn_weights, mask_rcnn_from_config
 from ccnet.detection.visualize import draw_instances
-from ccnet.engine.checkpoint import atomic_write_text
 from ccnet.engine.trainer import Trainer
+from ccnet.files import atomic_write_text
 from ccnet.nn import convert_sync_batchnorm
 
 __all__ = ["MODEL_KEYS", "DetectionTrainer", "check_detection_compatible", "detection_datasets"]

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ccnet.data.info import DatasetInfo
 from ccnet.data.io import read_image
-from ccnet.engine.checkpoint import atomic_write_text
+from ccnet.files import atomic_write_text
 
 __all__ = ["draw_instances", "predict_images"]
 

@@ -1,63 +1,27 @@
 """Training checkpoints: written atomically, read without running code.
 
 A checkpoint is a ``torch.save`` dict of tensors and plain Python values only, so it loads with
-``torch.load(weights_only=True)``. Writes go to a temporary file in the same folder, are fsynced,
-then renamed over the target: a crash mid-write never leaves a corrupt checkpoint behind.
+``torch.load(weights_only=True)``. Writes and reads go through :mod:`ccnet.files`: atomic writes
+(a crash mid-write never leaves a corrupt checkpoint behind) and safe reads.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 
+from ccnet.files import load_torch_file
+
 FORMAT_VERSION = 1
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Call ``write(handle)`` on a temporary file next to ``path``, then rename it into place:
-    readers see the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``path`` through a temporary file and an atomic rename."""
-    return atomic_write(path, lambda handle: torch.save(obj, handle))
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    return atomic_write(path, lambda handle: handle.write(text.encode()))
-
-
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`atomic_save`; a clear error for a missing or bad file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # truncated zip, pickle that needs code, ...
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{path}: not a readable checkpoint ({first_line})") from None
+    """Read a checkpoint written by :func:`ccnet.files.atomic_save`, safely (:func:`ccnet.files.load_torch_file`)."""
+    checkpoint = load_torch_file(path, map_location, what="checkpoint")
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise ValueError(f"{path}: not a ccnet checkpoint (no 'model' entry)")
     return checkpoint

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,15 +22,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ccnet.config import Config, ConfigError, config_from_dict
+from ccnet.config import Config, ConfigError, apply_overrides, config_from_dict, load_config
 from ccnet.data.info import DatasetInfo
 from ccnet.engine.build import build_criterion, build_model, build_train_dataset, build_val_dataset, infer_kwargs
-from ccnet.engine.checkpoint import atomic_save, atomic_write_text, load_checkpoint, rng_state, set_rng_state
+from ccnet.engine.checkpoint import load_checkpoint, rng_state, set_rng_state
 from ccnet.engine.distributed import DistContext, all_reduce_mean, barrier, init_distributed
 from ccnet.engine.evaluate import evaluate
 from ccnet.engine.inference import infer
 from ccnet.engine.metrics import SegmentationMetrics
 from ccnet.engine.sampling import SeededDataset, TrainSampler
+from ccnet.files import atomic_save, atomic_write_text
 from ccnet.nn import convert_sync_batchnorm
 
 
@@ -100,6 +102,45 @@ def check_compatible(checkpoint: dict[str, Any], config: Config, path: str | Pat
         raise ConfigError(f"{path}: checkpoint has loss.consistency={stored.loss.consistency}, config differs")
 
 
+def _class_list(info: DatasetInfo, shown: int = 6) -> str:
+    names = list(info.class_names)
+    return ", ".join(names[:shown]) + (f", ... {len(names) - shown} more" if len(names) > shown else "")
+
+
+def check_same_classes(model_info: DatasetInfo, dataset_info: DatasetInfo, path: str | Path) -> None:
+    """A model trained on one label set cannot be scored on (or continue training on) another."""
+    if model_info.num_classes != dataset_info.num_classes:
+        raise ConfigError(
+            f"{path}: the model has {model_info.num_classes} classes ({_class_list(model_info)}; trained on "
+            f"{model_info.name!r}) but dataset {dataset_info.name!r} has {dataset_info.num_classes} "
+            f"({_class_list(dataset_info)}); use the data it was trained on (its own config is the default: "
+            f"drop the data.* overrides, or give that dataset's config and data.root)"
+        )
+
+
+def checkpoint_config(checkpoint: dict[str, Any], path: str, config_path: str | None, overrides: Sequence[str], *,
+                      check: Callable[[dict[str, Any], Any, str], None]):
+    """The config to use a training checkpoint with (a config file, which ``check`` verifies
+    describes the checkpoint's model, else the checkpoint's own; overrides on top) and the
+    checkpoint's dataset info (class names)."""
+    if config_path is not None:
+        config = load_config(config_path, overrides)
+    elif "config" in checkpoint:
+        config = apply_overrides(config_from_dict(checkpoint["config"]), overrides)
+    else:
+        raise ValueError(f"{path}: checkpoint stores no config; give the config file too")
+    check(checkpoint, config, path)
+    if "info" not in checkpoint:
+        raise ValueError(f"{path}: checkpoint stores no class names ('info'); it was not written by ccnet train")
+    return config, info_from_dict(checkpoint["info"])
+
+
+def load_checkpoint_weights(model: nn.Module, checkpoint: dict[str, Any], path: str) -> None:
+    missing, unexpected = model.load_state_dict(checkpoint["model"], strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
 @dataclass
 class TrainResult:
     output_dir: Path
@@ -136,7 +177,7 @@ class Trainer:
     def _resolve_output_dir(self, output_dir: str | Path | None) -> Path:
         if output_dir is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            name = [f"{self.config.name}-{stamp}"]
+            name = [f"{self.config.run_name()}-{stamp}"]
             if self.ctx.distributed:
                 dist.broadcast_object_list(name, src=0)
             output_dir = Path(self.config.output_dir) / name[0]
@@ -217,7 +258,7 @@ class Trainer:
 
     def _describe(self) -> str:
         config = self.config
-        return f"{config.model.backbone} R={config.model.recurrence}"
+        return f"CCNet {config.model.backbone} R={config.model.recurrence}"
 
     def _forward_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and the scalar logs of one training batch (already under autocast)."""
@@ -239,6 +280,8 @@ class Trainer:
             return
         checkpoint = load_checkpoint(path, map_location=self.ctx.device)
         self._check_compatible(checkpoint, path)
+        if "info" in checkpoint:
+            check_same_classes(info_from_dict(checkpoint["info"]), self.info, path)
         for key in ("optimizer", "scheduler", "scaler", "iteration", "rng"):
             if key not in checkpoint:
                 raise ValueError(f"{path}: not a training checkpoint (no {key!r} entry); cannot resume from it")
@@ -329,8 +372,9 @@ class Trainer:
         if ctx.is_main:
             params = sum(p.numel() for p in self.model.parameters()) / 1e6
             tqdm.write(
-                f"training {config.name}: {self._describe()}, {params:.1f}M params, "
-                f"{self.info.name} ({self.info.num_classes} classes), {config.optim.iterations} iterations, "
+                f"training {config.run_name()}: {self._describe()}, "
+                f"{params:.1f}M params, on {self.info.name} ({self.info.num_classes} classes), "
+                f"{config.optim.iterations} iterations, "
                 f"batch {config.data.batch_size} x {ctx.world_size} on {ctx.device} -> {self.output_dir}"
             )
         bar = tqdm(total=config.optim.iterations, initial=self.start_iter, disable=not self.progress,

@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from ccnet.files import atomic_path
 
 __all__ = ["OnnxCheckError", "OnnxExport", "compile_model", "export_onnx"]
 
@@ -97,7 +97,7 @@ def _check_sizes(height: int, width: int) -> list[tuple[int, int, int, int]]:
 
 
 def _metadata(model: nn.Module, normalize: bool) -> dict[str, str]:
-    from ccnet import __version__
+    from ccnet.version import __version__
 
     meta = {"producer": f"ccnet-pytorch {__version__}", "input": "image (N, 3, H, W) float32, RGB",
             "output": "logits (N, num_classes, H, W)"}
@@ -157,17 +157,9 @@ def export_onnx(model_or_dir: nn.Module | str | Path, path: str | Path, opset: i
                                         input_names=["image"], output_names=["logits"],
                                         dynamic_shapes={"image": dims}, external_data=False, verbose=False)
         program.model.metadata_props.update(_metadata(model, normalize))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
+        with atomic_path(path) as tmp:
             program.save(tmp, external_data=False)
             diffs = _check(wrapper, tmp, _check_sizes(height, width), normalize, atol, rtol) if check else {}
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
     finally:
         model.train(was_training)
     return OnnxExport(path=path, opset=opset, max_abs_diff=diffs)

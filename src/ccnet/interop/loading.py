@@ -17,14 +17,23 @@ right shape; otherwise :class:`WeightsMismatchError` lists what does not fit, by
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from ccnet.files import UnsafeFileError, load_torch_file
+from ccnet.interop.formats import Converted, resnet_arch
+from ccnet.interop.mmseg import convert_mmseg
+from ccnet.interop.official import convert_official, convert_official_imagenet
+from ccnet.interop.torchvision import convert_torchvision
+from ccnet.models.ccnet import CCNet
+from ccnet.models.hub import CONFIG_NAME, WEIGHTS_NAME, from_pretrained, read_pretrained_config, save_pretrained
+from ccnet.models.presets import create_model
+from ccnet.models.resnet import build_resnet
+from ccnet.models.state_dict import WeightsMismatchError, load_state_dict_checked
 
 __all__ = [
     "FORMATS",
@@ -39,104 +48,20 @@ __all__ = [
     "load_state_dict_checked",
     "read_backbone",
     "read_weights",
+    "resnet_arch",
 ]
 
 FORMATS = ("ccnet", "official", "mmseg", "torchvision", "official_imagenet")
 _SHOWN = 5  # key names shown per kind of mismatch
 
 
-class WeightsFileError(ValueError):
-    """A weight file that cannot be read safely: missing, truncated, corrupt, or pickled code."""
-
-
-class WeightsMismatchError(ValueError):
-    """Weights that do not fit the model. ``missing``: model keys the file does not provide;
-    ``unexpected``: file keys the model has no place for; ``shape_conflicts``: ``(name, file
-    shape, model shape)``. Names are the file's own where they differ from the model's."""
-
-    def __init__(self, source: str, *, missing: Iterable[str] = (), unexpected: Iterable[str] = (),
-                 shape_conflicts: Iterable[tuple[str, tuple[int, ...], tuple[int, ...]]] = (),
-                 target: str = "the model", note: str | None = None) -> None:
-        self.source = source
-        self.missing = list(missing)
-        self.unexpected = list(unexpected)
-        self.shape_conflicts = list(shape_conflicts)
-        parts = []
-        if self.missing:
-            parts.append(f"{len(self.missing)} missing ({_names(self.missing)})")
-        if self.unexpected:
-            parts.append(f"{len(self.unexpected)} unexpected ({_names(self.unexpected)})")
-        if self.shape_conflicts:
-            shown = ", ".join(f"{name}: file {list(a)} vs model {list(b)}"
-                              for name, a, b in self.shape_conflicts[:_SHOWN])
-            more = f", ... {len(self.shape_conflicts) - _SHOWN} more" if len(self.shape_conflicts) > _SHOWN else ""
-            parts.append(f"{len(self.shape_conflicts)} shape conflicts ({shown}{more})")
-        message = f"{source}: weights do not fit {target}: " + "; ".join(parts) if parts else f"{source}: {note}"
-        if parts and note:
-            message += f". {note}"
-        super().__init__(message)
-
-
-def _names(names: list[str]) -> str:
-    shown = ", ".join(names[:_SHOWN])
-    return shown + (f", ... {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
-
-
-@dataclass
-class Converted:
-    """A foreign state dict renamed (and, where needed, transformed) into ccnet's key names.
-
-    ``state`` uses CCNet keys (``backbone.*``, ``head.*``, ``aux_head.*``) for ``kind="model"``
-    and ResNet keys (``conv1.weight``, ``layer1.0.bn1.bias``, ...) for ``kind="backbone"``.
-    ``origin`` maps each ccnet key back to the file's key, ``unmapped`` lists file keys with no
-    ccnet counterpart (reported as unexpected), ``dropped`` file keys deliberately not used
-    (an ImageNet classifier, loss-function buffers). ``source_name`` gives a model key's name in
-    the file's convention, for reporting missing keys.
-    """
-
-    format: str
-    kind: str  # "model" or "backbone"
-    state: dict[str, torch.Tensor]
-    origin: dict[str, str] = field(default_factory=dict)
-    unmapped: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
-    source_name: Callable[[str], str] | None = None
-    arch: str | None = None  # resnet name, from the block counts
-    preset: str | None = None  # CCNet preset (kind="model")
-    preset_overrides: dict[str, Any] = field(default_factory=dict)
-    backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # ResNet settings of the source
-    class_names: tuple[str, ...] | None = None
-    palette: tuple[tuple[int, int, int], ...] | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
-
-    def backbone_part(self) -> Converted:
-        """The backbone of a full-model conversion, keyed as a :class:`ResNet`; the heads are left out."""
-        if self.kind == "backbone":
-            return self
-        prefix = "backbone."
-        state = {k[len(prefix):]: v for k, v in self.state.items() if k.startswith(prefix)}
-        origin = {k[len(prefix):]: self.origin.get(k, k) for k in self.state if k.startswith(prefix)}
-        source_name = self.source_name
-        return Converted(
-            format=self.format, kind="backbone", state=state, origin=origin,
-            unmapped=[k for k in self.unmapped if not _is_head_key(k)], dropped=self.dropped,
-            source_name=(lambda key: source_name(prefix + key)) if source_name else None,
-            arch=self.arch, backbone_kwargs=self.backbone_kwargs, mean=self.mean, std=self.std,
-        )
-
-
-def _is_head_key(key: str) -> bool:
-    return key.startswith(("head.", "dsn.", "decode_head.", "auxiliary_head.", "aux_head."))
+# A weight file that cannot be read safely (missing, truncated, corrupt, or pickled code), or
+# that is not a state dict: the same error as every other file ccnet refuses to read.
+WeightsFileError = UnsafeFileError
 
 
 # --------------------------------------------------------------------------------------------
 # Reading files
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
@@ -147,24 +72,9 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
     than tensors and plain containers (which could run code and are never unpickled).
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
         raise WeightsFileError(f"{path}: is a folder but not a ccnet model folder (no config.json)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # every failure becomes one clear message
-        text = str(error)
-        if "Weights only load failed" in text or "Unpickl" in type(error).__name__:
-            globals_ = re.findall(r"GLOBAL ([\w.]+)", text)
-            detail = f" (it refers to {globals_[0]})" if globals_ else ""
-            raise WeightsFileError(
-                f"{path}: cannot be read safely: it is truncated or corrupt, or it holds Python objects "
-                f"other than tensors and plain containers{detail}, which could run code when unpickled; "
-                f"it was not loaded"
-            ) from None
-        raise WeightsFileError(f"{path}: not a readable PyTorch weight file (truncated or corrupt?): "
-                               f"{_first_line(error)}") from None
+    obj = load_torch_file(path, what="weight file")
     return unwrap_state_dict(obj, str(path))
 
 
@@ -190,31 +100,6 @@ def unwrap_state_dict(obj: Any, source: str) -> tuple[dict[str, torch.Tensor], d
 
 # --------------------------------------------------------------------------------------------
 # Recognising formats and architectures
-
-_BLOCK_COUNTS = {
-    ("basic", (2, 2, 2, 2)): "resnet18",
-    ("basic", (3, 4, 6, 3)): "resnet34",
-    ("bottleneck", (3, 4, 6, 3)): "resnet50",
-    ("bottleneck", (3, 4, 23, 3)): "resnet101",
-    ("bottleneck", (3, 8, 36, 3)): "resnet152",
-}
-
-
-def resnet_arch(keys: Iterable[str], source: str, prefix: str = "") -> str:
-    """ResNet name from the block counts of ``{prefix}layerN.i.*`` keys."""
-    keys = list(keys)
-    counts = []
-    for stage in range(1, 5):
-        pattern = re.compile(rf"^{re.escape(prefix)}layer{stage}\.(\d+)\.")
-        indices = {int(m.group(1)) for k in keys if (m := pattern.match(k))}
-        counts.append(max(indices) + 1 if indices else 0)
-    block = "bottleneck" if f"{prefix}layer1.0.conv3.weight" in keys else "basic"
-    arch = _BLOCK_COUNTS.get((block, tuple(counts)))
-    if arch is None:
-        raise WeightsMismatchError(source, note=f"not a known ResNet: {block} blocks {counts} in "
-                                                f"{prefix}layer1..4 (known: ResNet-18/34/50/101/152)")
-    return arch
-
 
 def detect_format(state: Mapping[str, Any], source: str = "state dict") -> str:
     """The format of a state dict (``module.`` prefix already stripped), or a clear error."""
@@ -242,20 +127,12 @@ def _convert(state: dict[str, torch.Tensor], meta: dict[str, Any] | None, fmt: s
     if fmt == "auto":
         fmt = detect_format(state, source)
     if fmt == "official":
-        from ccnet.interop.official import convert_official
-
         return convert_official(state, source)
     if fmt == "official_imagenet":
-        from ccnet.interop.official import convert_official_imagenet
-
         return convert_official_imagenet(state, source)
     if fmt == "mmseg":
-        from ccnet.interop.mmseg import convert_mmseg
-
         return convert_mmseg(state, meta, source)
     if fmt == "torchvision":
-        from ccnet.interop.torchvision import convert_torchvision
-
         return convert_torchvision(state, source)
     if fmt == "ccnet":
         raise WeightsFileError(f"{source}: format 'ccnet' is a model folder (config.json + model.safetensors)")
@@ -268,8 +145,6 @@ def _check_format_name(fmt: str) -> None:
 
 
 def _is_ccnet_dir(path: Path) -> Path | None:
-    from ccnet.models.hub import CONFIG_NAME, WEIGHTS_NAME
-
     if path.is_dir() and (path / CONFIG_NAME).exists():
         return path
     if path.is_file() and path.name == WEIGHTS_NAME and (path.parent / CONFIG_NAME).exists():
@@ -299,44 +174,6 @@ def _read_source(src: str | Path | Mapping[str, Any], fmt: str) -> tuple[Convert
 
 # --------------------------------------------------------------------------------------------
 # Loading with exact checks
-
-
-def load_state_dict_checked(module: nn.Module, state: Mapping[str, torch.Tensor], source: str, *,
-                            origin: Mapping[str, str] | None = None, unmapped: Iterable[str] = (),
-                            source_name: Callable[[str], str] | None = None,
-                            target: str | None = None, optional: tuple[str, ...] = ()) -> None:
-    """``module.load_state_dict(state, strict=True)`` with a precise report instead of a wall of text.
-
-    BatchNorm ``num_batches_tracked`` counters absent from ``state`` (InPlace-ABN and older files
-    have none) keep the module's value, and counters the module has no place for (frozen norms)
-    are dropped. Module keys starting with one of ``optional`` (layers the source cannot have,
-    such as a context block added to a pretrained network) keep their values when absent. Raises
-    :class:`WeightsMismatchError` on any missing, unexpected or wrongly shaped tensor, naming them
-    the way the file does.
-    """
-    origin = origin or {}
-    expected = module.state_dict()
-    state = {k: v for k, v in state.items() if k in expected or not k.endswith("num_batches_tracked")}
-
-    def file_name(key: str) -> str:
-        return origin.get(key, key)
-
-    def wanted_name(key: str) -> str:
-        name = source_name(key) if source_name else key
-        return name if name == key else f"{name} (model: {key})"
-
-    missing = [wanted_name(k) for k in expected
-               if k not in state and not k.endswith("num_batches_tracked") and not k.startswith(optional)]
-    unexpected = list(unmapped) + [file_name(k) for k in state if k not in expected]
-    conflicts = [(file_name(k), tuple(v.shape), tuple(expected[k].shape))
-                 for k, v in state.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
-    if missing or unexpected or conflicts:
-        raise WeightsMismatchError(source, missing=missing, unexpected=unexpected, shape_conflicts=conflicts,
-                                   target=target or f"this {type(module).__name__}")
-    full = dict(state)
-    for key, value in expected.items():
-        full.setdefault(key, value)
-    module.load_state_dict(full, strict=True)
 
 
 def _attach_info(model: nn.Module, converted: Converted, source: str) -> None:
@@ -374,16 +211,12 @@ def load_pretrained(src: str | Path | Mapping[str, Any], format: str = "auto", n
     ``mean``/``std`` (the input normalisation the weights expect, 0..255 RGB) and
     ``pretrained_source``.
     """
-    from ccnet.models.presets import create_model
-
     converted, source = _read_source(src, format)
     if isinstance(converted, Path):
-        from ccnet.models.hub import from_pretrained
-
         if overrides:
             raise ValueError(f"{converted}: a ccnet model folder is rebuilt from its own config; "
                              f"overrides {sorted(overrides)} are not applied")
-        model = from_pretrained(converted)
+        model = from_pretrained(converted, model_class_of(converted))
         _check_num_classes(model.num_classes, num_classes, source, "config.json")
         return model
     if converted.kind != "model":
@@ -413,13 +246,24 @@ def read_backbone(src: str | Path | Mapping[str, Any], format: str = "auto") -> 
     return _backbone_source(src, format)
 
 
+# The model classes a ccnet folder can hold, by the "architecture" its config.json names.
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"CCNet": CCNet}
+
+
+def model_class_of(folder: Path) -> type[nn.Module]:
+    """The class that rebuilds the ccnet model folder ``folder``."""
+    architecture = read_pretrained_config(folder).get("architecture", "CCNet")
+    if architecture not in MODEL_CLASSES:
+        raise ValueError(f"{folder / CONFIG_NAME}: unknown architecture {architecture!r}; "
+                         f"this ccnet knows {', '.join(MODEL_CLASSES)}")
+    return MODEL_CLASSES[architecture]
+
+
 def _backbone_source(src: str | Path | Mapping[str, Any], fmt: str) -> tuple[Converted, str]:
     converted, source = _read_source(src, fmt)
     if isinstance(converted, Path):
-        from ccnet.models.hub import from_pretrained, read_pretrained_config
-
         config = read_pretrained_config(converted)["model"]
-        model = from_pretrained(converted)
+        model = from_pretrained(converted, model_class_of(converted))
         state = {f"backbone.{k}": v for k, v in model.backbone.state_dict().items()}
         keys = ("stem", "stem_widths", "ceil_mode", "dilation_schedule", "multi_grid", "norm")
         backbone_kwargs = {"act": config.get("backbone_act", "relu"), **{k: config[k] for k in keys if k in config}}
@@ -439,8 +283,6 @@ def load_backbone(src: str | Path | Mapping[str, Any], format: str = "auto", arc
     block counts; when given it must agree. Heads of full-model checkpoints are ignored, an
     ImageNet classifier (``fc.*``) is dropped. Calling the result returns the four stage outputs.
     """
-    from ccnet.models.resnet import build_resnet
-
     converted, source = _backbone_source(src, format)
     if arch is not None and arch != converted.arch:
         raise WeightsMismatchError(source, note=f"arch={arch!r} was asked for but the file holds a {converted.arch}")
@@ -477,7 +319,5 @@ def convert(src: str | Path | Mapping[str, Any], dst: str | Path, format: str = 
 
     Class names, palette and the input normalisation travel along. Returns ``dst``.
     """
-    from ccnet.models.hub import save_pretrained
-
     model = load_pretrained(src, format=format, num_classes=num_classes)
     return save_pretrained(model, dst)

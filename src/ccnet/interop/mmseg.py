@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from ccnet.interop.loading import Converted, resnet_arch
+from ccnet.interop.formats import Converted, resnet_arch
 
 __all__ = ["ccnet_to_mmseg_key", "convert_mmseg", "mmseg_to_ccnet_key"]
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import torch
 
+from ccnet.interop.formats import Converted, resnet_arch
 from ccnet.interop.inplace_abn import abn_weight_to_bn, is_norm_weight, norm_prefixes
-from ccnet.interop.loading import Converted, resnet_arch
 
 __all__ = ["OFFICIAL_MEAN", "OFFICIAL_STD", "convert_official", "convert_official_imagenet"]
 

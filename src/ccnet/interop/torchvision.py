@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ccnet.interop.loading import Converted, resnet_arch
+from ccnet.interop.formats import Converted, resnet_arch
 
 __all__ = ["TORCHVISION_BACKBONE_KWARGS", "convert_torchvision"]
 

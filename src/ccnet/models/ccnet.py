@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ccnet.models.hub import PretrainedMixin
 from ccnet.models.resnet import build_resnet
 from ccnet.nn.rcca import FCNHead, RCCAHead
 
 
-class CCNet(nn.Module):
+class CCNet(PretrainedMixin, nn.Module):
     """CCNet for semantic segmentation (Huang et al., ICCV 2019 / TPAMI 2020).
 
     ``image -> dilated ResNet -> RCCA head (stage 4) -> logits``, plus an auxiliary FCN head on
@@ -92,21 +92,6 @@ class CCNet(nn.Module):
             if aux
             else None
         )
-
-    def save_pretrained(self, directory: str | Path, **kwargs: Any) -> Path:
-        """Write ``model.safetensors`` + ``config.json`` to ``directory`` (atomically); keyword
-        arguments ``class_names``, ``palette``, ``mean``, ``std``: see :func:`ccnet.models.hub.save_pretrained`."""
-        from ccnet.models.hub import save_pretrained
-
-        return save_pretrained(self, directory, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> CCNet:
-        """The model saved by :meth:`save_pretrained` (eval mode), with ``class_names``,
-        ``palette``, ``mean`` and ``std`` attributes: see :func:`ccnet.models.hub.from_pretrained`."""
-        from ccnet.models.hub import from_pretrained
-
-        return from_pretrained(directory, **kwargs)
 
     @property
     def recurrence(self) -> int:

@@ -19,24 +19,24 @@ crash never leaves a half-written model behind.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import torch
 
 from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD
+from ccnet.files import atomic_directory
+from ccnet.models.state_dict import load_state_dict_checked
+from ccnet.version import __version__
 
-if TYPE_CHECKING:
-    from ccnet.models.ccnet import CCNet
+ModelT = TypeVar("ModelT", bound="PretrainedMixin")
 
 __all__ = [
     "CONFIG_NAME",
     "FORMAT_VERSION",
     "WEIGHTS_NAME",
+    "PretrainedMixin",
     "from_pretrained",
     "is_pretrained_dir",
     "read_pretrained_config",
@@ -81,21 +81,8 @@ def _check_norm(name: str, values: Sequence[float]) -> list[float]:
     return values
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # not supported on every platform/filesystem
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_pretrained(
-    model: CCNet,
+    model: torch.nn.Module,
     directory: str | Path,
     *,
     class_names: Sequence[str] | None = None,
@@ -136,12 +123,11 @@ def save_pretrained(
     if source is None:
         source = getattr(model, "pretrained_source", None)
 
-    from ccnet import __version__
-
     document = {
         "format": "ccnet",
         "format_version": FORMAT_VERSION,
         "ccnet_version": __version__,
+        "architecture": type(model).__name__,
         "model": config,
         "id2label": None if names is None else {str(i): name for i, name in enumerate(names)},
         "palette": colours,
@@ -153,33 +139,9 @@ def save_pretrained(
     text = json.dumps(document, indent=2) + "\n"
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
 
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-    old = None
-    try:
+    with atomic_directory(directory) as tmp:
         save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt"})
-        with open(tmp / CONFIG_NAME, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        with open(tmp / WEIGHTS_NAME, "rb+") as handle:
-            os.fsync(handle.fileno())
-        _fsync_dir(tmp)
-        if directory.exists():
-            # A folder cannot be renamed over a non-empty one: move the old model aside first,
-            # so that the target always holds either the old or the new model, both complete.
-            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".old", dir=directory.parent))
-            os.replace(directory, old / directory.name)
-        os.replace(tmp, directory)
-        _fsync_dir(directory.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and (old / directory.name).exists() and not directory.exists():
-            os.replace(old / directory.name, directory)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        (tmp / CONFIG_NAME).write_text(text, encoding="utf-8")
     return directory
 
 
@@ -222,21 +184,23 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path}: not a readable safetensors file (truncated or corrupt?): {first}") from None
 
 
-def from_pretrained(directory: str | Path, *, map_location: str | torch.device = "cpu") -> CCNet:
-    """Rebuild a model written by :func:`save_pretrained`, in eval mode.
+def from_pretrained(directory: str | Path, model_class: type[ModelT], *,
+                    map_location: str | torch.device = "cpu") -> ModelT:
+    """Rebuild a model written by :func:`save_pretrained` as ``model_class``, in eval mode.
 
     The returned model also carries ``class_names`` (tuple or None), ``palette`` (tuple of RGB
     tuples or None), ``mean`` and ``std`` (tuples, 0..255 pixel units, RGB) and
     ``pretrained_source`` (dict or None).
     """
-    from ccnet.interop.loading import load_state_dict_checked
-    from ccnet.models.ccnet import CCNet
-
     directory = Path(directory)
     document = read_pretrained_config(directory)
     config_path = directory / CONFIG_NAME
+    architecture = document.get("architecture", "CCNet")  # folders written before the field: CCNet
+    if architecture != model_class.__name__:
+        raise ValueError(f"{config_path}: holds a {architecture}, not a {model_class.__name__}; "
+                         f"load it with ccnet.load_pretrained")
     try:
-        model = CCNet(**document["model"])
+        model = model_class(**document["model"])
     except (TypeError, ValueError) as error:
         raise ValueError(f"{config_path}: cannot build the model from its config: {error}") from None
     weights_path = directory / WEIGHTS_NAME
@@ -259,3 +223,19 @@ def from_pretrained(directory: str | Path, *, map_location: str | torch.device =
     model.std = tuple(_check_norm("std", document.get("std", IMAGENET_STD)))
     model.pretrained_source = document.get("source")
     return model.to(map_location)
+
+
+class PretrainedMixin:
+    """``save_pretrained`` / ``from_pretrained`` for a model class with a ``config`` dict of its
+    constructor arguments and a ``num_classes`` attribute."""
+
+    def save_pretrained(self, directory: str | Path, **kwargs: Any) -> Path:
+        """Write ``model.safetensors`` + ``config.json`` to ``directory`` (atomically); keyword
+        arguments ``class_names``, ``palette``, ``mean``, ``std``: see :func:`save_pretrained`."""
+        return save_pretrained(self, directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls: type[ModelT], directory: str | Path, **kwargs: Any) -> ModelT:
+        """The model saved by :meth:`save_pretrained` (eval mode), with ``class_names``,
+        ``palette``, ``mean`` and ``std`` attributes: see :func:`from_pretrained`."""
+        return from_pretrained(directory, cls, **kwargs)

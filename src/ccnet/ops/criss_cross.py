@@ -11,11 +11,11 @@ float16/bfloat16 inputs never overflow in the softmax; the attention is cast bac
 dtype for the aggregation, a convex combination that cannot leave the value's range. Autocast
 is disabled inside: the op chooses its own precisions.
 
-Two implementations, one algorithm: in eager mode the memory-lean autograd function of
-:mod:`ccnet.ops.criss_cross_function` (channels-last GEMMs on strided line views, saves only the
-inputs and a per-position log-sum-exp); under tracers and exporters, and for double backward,
-the composite below, written with differentiable ops only. Channels-last inputs are the fast
-path; NCHW inputs are transposed in and out.
+Two implementations, one algorithm, chosen here: in eager mode the memory-lean autograd function
+of :mod:`ccnet.ops.criss_cross_function` (channels-last GEMMs on strided line views, saves only
+the inputs and a per-position log-sum-exp); under tracers and exporters, and for double
+backward, the composite of :mod:`ccnet.ops.composite`, written with differentiable ops only.
+Channels-last inputs are the fast path; NCHW inputs are transposed in and out.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ccnet.ops.composite import criss_cross_composite, memory_format_of
 from ccnet.ops.criss_cross_function import CrissCrossFunction, criss_cross_forward
 
 
@@ -46,64 +47,6 @@ def _check_inputs(query: Tensor, key: Tensor, value: Tensor, spatial_dims: int) 
         raise ValueError(f"query, key and value devices differ: {query.device}, {key.device}, {value.device}")
 
 
-def _energy_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Precision of energies and softmax: at least float32."""
-    return torch.promote_types(dtype, torch.float32)
-
-
-def _criss_cross_composite(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-    """Criss-cross attention over every spatial axis of ``(B, C, *spatial)`` tensors, written
-    with differentiable PyTorch ops only: what tracers and exporters (ONNX, ``torch.compile``)
-    see, and what double backward differentiates.
-
-    Works in the channels-last view ``(B, *spatial, C)``. For spatial axis ``a`` every line along
-    ``a`` is one batched ``(L_a, L_a)`` energy matrix; the centre is masked out of every axis but
-    the last so that it is counted once. The energies of all axes are concatenated for one joint
-    softmax. Each batched matmul gets line-major contiguous operands: strided ones make CPU
-    ``bmm`` (and its backward) fall back to copying matrix by matrix.
-    """
-    spatial = query.shape[2:]
-    last = len(spatial)
-    energy_dtype = _energy_dtype(query.dtype)
-    q = query.movedim(1, -1).to(energy_dtype)
-    k = key.movedim(1, -1).to(energy_dtype)
-    v = value.movedim(1, -1)
-
-    def lines(x: Tensor, axis: int) -> Tensor:
-        """``(..., L_axis, C)``: the lines along ``axis`` as contiguous matrices."""
-        return x.movedim(axis, -2).contiguous()
-
-    energies = []
-    for axis in range(1, last + 1):
-        # energy[..., i, j] = <q at i, k at j> on each line along this axis.
-        energy = lines(q, axis) @ lines(k, axis).transpose(-1, -2)
-        if axis != last:
-            # The product's own output, not needed by its backward: safe to edit in place. A mask on
-            # the whole matrix, not fill_ on a diagonal view: torch.export (ONNX) rejects view writes.
-            energy.masked_fill_(torch.eye(energy.shape[-1], dtype=torch.bool, device=energy.device), float("-inf"))
-        energies.append(energy.movedim(-2, axis))  # (B, *spatial, L_axis)
-    attention = torch.softmax(torch.cat(energies, dim=-1), dim=-1).to(value.dtype)
-
-    weights = attention.split(list(spatial), dim=-1)
-    # The last axis needs no copies: its lines are rows of the channels-last layout.
-    out = weights[-1] @ v.contiguous()
-    for axis in range(1, last):
-        part = lines(weights[axis - 1], axis) @ lines(v, axis)  # (..., L_axis, C)
-        out = out + part.movedim(-2, axis)
-    return out.movedim(-1, 1).contiguous(memory_format=_memory_format_of(value))
-
-
-def _memory_format_of(tensor: Tensor) -> torch.memory_format:
-    """The layout to give the output: channels-last when the input is (and not also contiguous)."""
-    if tensor.is_contiguous():
-        return torch.contiguous_format
-    if tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    if tensor.dim() == 5 and tensor.is_contiguous(memory_format=torch.channels_last_3d):
-        return torch.channels_last_3d
-    return torch.contiguous_format
-
-
 def _is_tracing() -> bool:
     """Under torch.compile, torch.export / ONNX export or TorchScript tracing."""
     return (torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
@@ -113,12 +56,12 @@ def _is_tracing() -> bool:
 def _criss_cross(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
     """The memory-lean autograd function in eager mode, the composite under tracers."""
     if _is_tracing():
-        return _criss_cross_composite(query, key, value)
+        return criss_cross_composite(query, key, value)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)):
         out = CrissCrossFunction.apply(query, key, value)
     else:
         out, _ = criss_cross_forward(query, key, value)  # inference: nothing to save
-    return out.contiguous(memory_format=_memory_format_of(value))
+    return out.contiguous(memory_format=memory_format_of(value))
 
 
 def _without_autocast(fn, *tensors: Tensor) -> Tensor:

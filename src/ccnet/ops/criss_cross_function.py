@@ -1,6 +1,6 @@
 """Memory-lean criss-cross attention: a custom autograd function, flash-attention style.
 
-The eager composite (:func:`ccnet.ops.criss_cross._criss_cross_composite`) lets autograd keep
+The eager composite (:func:`ccnet.ops.composite.criss_cross_composite`) lets autograd keep
 every intermediate: line-major copies of q, k and v, the energies, their concatenation and the
 attention maps. This function keeps only q, k, v (channels-last) and one float32 log-sum-exp per
 position; backward recomputes the energies (``Cq``-channel matmuls, about a tenth of the work)
@@ -25,10 +25,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
-
-def _energy_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Precision of energies and softmax: at least float32."""
-    return torch.promote_types(dtype, torch.float32)
+from ccnet.ops.composite import criss_cross_composite, energy_dtype
 
 
 def _line_batches(x: Tensor, axis: int) -> list[Tensor]:
@@ -171,8 +168,8 @@ def _aggregate(attention: list[Tensor], v: Tensor) -> Tensor:
 
 def _lines_layout(query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """q and k channels-last in the energy dtype, v channels-last (copies only where needed)."""
-    energy_dtype = _energy_dtype(query.dtype)
-    return _channels_last(query, energy_dtype), _channels_last(key, energy_dtype), _channels_last(value)
+    precision = energy_dtype(query.dtype)
+    return _channels_last(query, precision), _channels_last(key, precision), _channels_last(value)
 
 
 def criss_cross_forward(query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
@@ -233,10 +230,8 @@ class CrissCrossFunction(torch.autograd.Function):
     def backward(ctx: FunctionCtx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         query, key, value, lse = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: differentiate the composite instead
-            from ccnet.ops.criss_cross import _criss_cross_composite
-
             inputs = [t for t, needed in zip((query, key, value), ctx.needs_input_grad, strict=True) if needed]
-            grads = iter(torch.autograd.grad(_criss_cross_composite(query, key, value), inputs, grad_out,
+            grads = iter(torch.autograd.grad(criss_cross_composite(query, key, value), inputs, grad_out,
                                              create_graph=True))
             return tuple(next(grads) if needed else None for needed in ctx.needs_input_grad)
         return criss_cross_backward(grad_out, query, key, value, lse)
