@@ -11,7 +11,7 @@ from ccnet.bench.baselines import mmcv_criss_cross, official_criss_cross
 from ccnet.bench.measure import compare_times, count_flops, peak_memory_bytes
 from ccnet.bench.model import model_benchmark
 from ccnet.cli import main
-from ccnet.ops import criss_cross_attention_reference
+from ccnet.ops import criss_cross_attention, criss_cross_attention_reference
 
 
 @pytest.mark.parametrize("op", [official_criss_cross, mmcv_criss_cross])
@@ -85,6 +85,22 @@ def test_op_benchmark_rows(tiny_sizes):
             r["batch"], 8, 4, 6, 7) / 1e9
     assert all(r["relative_error"] < 1e-5 for r in rows if r["batch"] == 1)
     assert "| 6x7 | 2 | 8 | channels_last |" in report.op_table(rows, ceiling_gflops=100.0)
+
+
+def test_op_benchmark_with_the_triton_candidate(tiny_sizes, monkeypatch):
+    # On CUDA with triton installed the fused kernels join the candidates; here a stand-in (our
+    # default op) takes their place to check the bookkeeping and the table's extra columns.
+    assert set(attention.candidate_ops(torch.device("cpu"))) == {"ccnet", "official", "mmcv"}
+    monkeypatch.setattr(attention, "candidate_ops", lambda device: {**attention.OPS, "triton": criss_cross_attention})
+    rows = attention.op_benchmark(tiny_sizes, batches=[1], channels=[8], qk_channels=4, layouts=["nchw"], repeats=1,
+                                  log=lambda _: None)
+    (row,) = rows
+    assert set(row["ops"]) == {"ccnet", "official", "mmcv", "triton"}
+    assert {"triton_speedup_forward_backward_vs_ccnet", "triton_speedup_forward_vs_mmcv",
+            "triton_memory_ratio_vs_official"} <= set(row) and row["triton_relative_error"] < 1e-5
+    assert "speedup_forward_vs_triton" not in row  # our default is compared with the baselines only
+    header, rule, line = report.op_table(rows).splitlines()
+    assert "triton ms fwd / fwd+bwd" in header and header.count("|") == rule.count("|") == line.count("|") == 14
 
 
 def test_block_benchmark_flops_match_the_formula():

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from ccnet.ops import criss_cross_attention, criss_cross_attention_3d, non_local_attention
+from ccnet.ops import check_backend, criss_cross_attention, criss_cross_attention_3d, non_local_attention
 
 
 class _ResidualAttention(nn.Module):
@@ -38,22 +38,42 @@ class _ResidualAttention(nn.Module):
                 f"{type(self).__name__}({self.in_channels}) expects {ndim}D input with {self.in_channels} "
                 f"channels, got shape {tuple(x.shape)}"
             )
-        out = type(self).attend(self.query_conv(x), self.key_conv(x), self.value_conv(x))
+        out = self._attend(self.query_conv(x), self.key_conv(x), self.value_conv(x))
         if not torch.is_grad_enabled() and out.dtype == x.dtype == torch.result_type(out, self.gamma):
             return out.mul_(self.gamma).add_(x)  # inference: in place, no map-sized temporaries
         return torch.addcmul(x, self.gamma, out)  # gamma * out + x in one op
+
+    def _attend(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        return type(self).attend(query, key, value)
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}"
 
 
-class CrissCrossAttention(_ResidualAttention):
+class _CrissCrossBlock(_ResidualAttention):
+    """A residual attention block whose criss-cross operator takes a ``backend``
+    (:func:`ccnet.ops.criss_cross_attention`: ``"auto"``, ``"function"``, ``"composite"`` or
+    ``"triton"``), so a model can opt in to an implementation."""
+
+    def __init__(self, in_channels: int, reduction: int = 8, gamma_init: float = 0.0, backend: str = "auto") -> None:
+        super().__init__(in_channels, reduction, gamma_init)
+        self.backend = check_backend(backend)
+
+    def _attend(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        return type(self).attend(query, key, value, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.backend == "auto" else f", backend={self.backend!r}")
+
+
+class CrissCrossAttention(_CrissCrossBlock):
     """Criss-cross attention block: ``gamma * CCA(q(x), k(x), v(x)) + x`` on ``(B, C, H, W)``.
 
     Query and key are 1x1 convs to ``in_channels // reduction`` channels, value a 1x1 conv to
     ``in_channels``; ``gamma`` starts at 0 (``gamma_init``) so the block starts as the identity. Parameter names
     (``query_conv``, ``key_conv``, ``value_conv``, ``gamma`` of shape [1]) match the original
-    implementation, so its state dicts load 1:1.
+    implementation, so its state dicts load 1:1. ``backend`` chooses the operator's
+    implementation (see :func:`ccnet.ops.criss_cross_attention`).
     """
 
     attend = staticmethod(criss_cross_attention)
@@ -66,12 +86,13 @@ class RecurrentCrissCrossAttention(nn.Module):
     pretrained backbone is undisturbed at step 0. (The segmentation head, :class:`RCCAHead`, runs
     the same loop between its own reduction convs.)"""
 
-    def __init__(self, in_channels: int, recurrence: int = 2, reduction: int = 8, gamma_init: float = 0.0) -> None:
+    def __init__(self, in_channels: int, recurrence: int = 2, reduction: int = 8, gamma_init: float = 0.0,
+                 backend: str = "auto") -> None:
         super().__init__()
         if recurrence < 1:
             raise ValueError(f"recurrence must be >= 1, got {recurrence}")
         self.recurrence = recurrence
-        self.cca = CrissCrossAttention(in_channels, reduction=reduction, gamma_init=gamma_init)
+        self.cca = CrissCrossAttention(in_channels, reduction=reduction, gamma_init=gamma_init, backend=backend)
 
     def forward(self, x: Tensor) -> Tensor:
         for _ in range(self.recurrence):
@@ -82,7 +103,7 @@ class RecurrentCrissCrossAttention(nn.Module):
         return f"recurrence={self.recurrence}"
 
 
-class CrissCrossAttention3d(_ResidualAttention):
+class CrissCrossAttention3d(_CrissCrossBlock):
     """Criss-cross attention over ``(B, C, T, H, W)`` video features: each voxel sees its T-, H-
     and W-lines (itself once). Same parameter names as the 2D block, with 1x1x1 convs."""
 

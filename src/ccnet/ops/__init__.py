@@ -1,6 +1,7 @@
-"""Functional operators: criss-cross attention (2D and 3D) and their dense references."""
+"""Functional operators: criss-cross attention (2D and 3D; implementations chosen by ``backend``)
+and their dense references."""
 
-from ccnet.ops.criss_cross import criss_cross_attention, criss_cross_attention_3d
+from ccnet.ops.criss_cross import BACKENDS, check_backend, criss_cross_attention, criss_cross_attention_3d
 from ccnet.ops.reference import (
     criss_cross_attention_3d_reference,
     criss_cross_attention_reference,
@@ -9,6 +10,8 @@ from ccnet.ops.reference import (
 )
 
 __all__ = [
+    "BACKENDS",
+    "check_backend",
     "criss_cross_attention",
     "criss_cross_attention_3d",
     "criss_cross_attention_3d_reference",

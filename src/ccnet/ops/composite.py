@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["criss_cross_composite", "energy_dtype", "memory_format_of"]
+__all__ = ["composite_grads", "criss_cross_composite", "energy_dtype", "memory_format_of"]
 
 
 def energy_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -69,3 +69,12 @@ def memory_format_of(tensor: Tensor) -> torch.memory_format:
     if tensor.dim() == 5 and tensor.is_contiguous(memory_format=torch.channels_last_3d):
         return torch.channels_last_3d
     return torch.contiguous_format
+
+
+def composite_grads(needs: tuple[bool, ...], grad_out: Tensor, query: Tensor, key: Tensor,
+                    value: Tensor) -> tuple[Tensor | None, ...]:
+    """Gradients of the composite with ``create_graph=True`` (None where ``needs`` is False): how
+    the custom autograd functions run a backward that is itself differentiable."""
+    inputs = [t for t, needed in zip((query, key, value), needs, strict=True) if needed]
+    grads = iter(torch.autograd.grad(criss_cross_composite(query, key, value), inputs, grad_out, create_graph=True))
+    return tuple(next(grads) if needed else None for needed in needs)
