@@ -30,6 +30,8 @@ ALLOWED: dict[str, set[str]] = {
                      "ccnet.files", "ccnet.interop"},
     "ccnet.viz": {"ccnet.ops", "ccnet.nn", "ccnet.data", "ccnet.engine"},
     "ccnet.app": {"ccnet.data", "ccnet.engine", "ccnet.viz"},
+    "ccnet.detection": {"ccnet.ops", "ccnet.nn", "ccnet.models", "ccnet.data", "ccnet.config", "ccnet.files",
+                        "ccnet.interop", "ccnet.engine"},  # the optional Mask R-CNN part (torchvision)
     "ccnet.cli": {"*"},
     "ccnet": {"*"},  # the top-level package re-exports the public API
 }

@@ -127,6 +127,11 @@ class OptimConfig:
     # Clip the global gradient norm to this value (null: no clipping, as in the published configs;
     # the CPU job clips at 1: without it a loss spike mid-run can stop the attention from learning).
     clip_grad_norm: float | None = 1.0
+    # "poly" (segmentation) or "step": lr * step_factor ** (number of ``steps`` passed), the
+    # Detectron schedule of the Mask R-CNN configs (warm-up applies to both).
+    schedule: str = "poly"
+    steps: list[int] = field(default_factory=list)
+    step_factor: float = 0.1
 
 
 @dataclass
@@ -143,10 +148,43 @@ class EvalConfig:
 
 
 @dataclass
+class DetectionConfig:
+    """Mask R-CNN with a context block in its ResNet-FPN backbone (``task: detection``; the code is
+    :mod:`ccnet.detection`, which needs the ``[detection]`` extra: torchvision and pycocotools).
+
+    The block sits right before the last residual block of ``layer3`` (res4), where the non-local
+    paper puts its block; data come from ``data.root`` in the COCO layout
+    (``annotations/instances_<split>.json`` + ``<split>/`` images).
+    """
+
+    backbone: str = "resnet50"  # a torchvision ResNet: resnet18/34/50/101/152
+    context: str = "rcca"  # rcca | nonlocal | none
+    recurrence: int = 2  # criss-cross loops (shared weights) of the rcca block
+    reduction: int = 8  # query/key channels = layer3 channels // reduction (rcca and nonlocal)
+    gamma_init: float = 0.0  # the block's residual weight at the start (0: identity)
+    norm: str = "frozen_bn"  # frozen_bn (Detectron, with ImageNet weights) | bn | gn (from scratch)
+    trainable_layers: int = 3  # ResNet stages trained, counted from layer4 (5: all, with the stem)
+    min_size: list[int] = field(default_factory=lambda: [800])  # shorter side; several: one drawn per image
+    max_size: int = 1333
+    # Head widths (standard: 256 / 1024 / 256); narrower heads make CPU-sized experiments possible.
+    fpn_channels: int = 256
+    box_head_channels: int = 1024
+    mask_head_channels: int = 256
+    rpn_batch_size_per_image: int = 256
+    box_batch_size_per_image: int = 512
+    detections_per_image: int = 100
+    score_thresh: float = 0.05  # detections kept for evaluation
+    draw_score_thresh: float = 0.5  # detections drawn by ccnet predict
+    # A torchvision Mask R-CNN state dict to start from (the block, absent there, keeps its init).
+    pretrained: str | None = None
+
+
+@dataclass
 class Config:
     # The run's name (banner, default run folder); null: named after the dataset (a folder
     # dataset after its root folder).
     name: str | None = None
+    task: str = "segmentation"  # segmentation (CCNet) | detection (Mask R-CNN, the detection section)
     output_dir: str = "runs"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -163,6 +201,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

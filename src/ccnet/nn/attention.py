@@ -91,6 +91,30 @@ class CrissCrossAttention(_CrissCrossBlock):
     attend = staticmethod(criss_cross_attention)
 
 
+class RecurrentCrissCrossAttention(nn.Module):
+    """RCCA as a drop-in block for a backbone stage: one :class:`CrissCrossAttention` applied
+    ``recurrence`` times with shared weights (R=2: every position reaches every position), keeping
+    the shape of ``(B, C, H, W)`` features. With ``gamma_init=0`` it starts as the identity, so a
+    pretrained backbone is undisturbed at step 0. (The segmentation head, :class:`RCCAHead`, runs
+    the same loop between its own reduction convs.)"""
+
+    def __init__(self, in_channels: int, recurrence: int = 2, reduction: int = 8, gamma_init: float = 0.0,
+                 backend: str = "auto") -> None:
+        super().__init__()
+        if recurrence < 1:
+            raise ValueError(f"recurrence must be >= 1, got {recurrence}")
+        self.recurrence = recurrence
+        self.cca = CrissCrossAttention(in_channels, reduction=reduction, gamma_init=gamma_init, backend=backend)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for _ in range(self.recurrence):
+            x = self.cca(x)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"recurrence={self.recurrence}"
+
+
 class CrissCrossAttention3d(_CrissCrossBlock):
     """Criss-cross attention over ``(B, C, T, H, W)`` video features: each voxel sees its T-, H-
     and W-lines (itself once). Same parameter names as the 2D block, with 1x1x1 convs."""
