@@ -8,6 +8,7 @@ a message naming the key.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,24 @@ from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD
 
 class ConfigError(ValueError):
     """A config file or override is malformed; the message names the key or file."""
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML with YAML 1.2 booleans: only true/false, so ``amp=off`` stays the string "off"
+    (PyYAML's default, YAML 1.1, also reads yes/no/on/off as booleans)."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML as configs are read (safe; YAML 1.2 booleans)."""
+    return yaml.load(text, Loader=_YamlLoader)
 
 
 @dataclass
@@ -108,6 +127,11 @@ class OptimConfig:
     # Clip the global gradient norm to this value (null: no clipping, as in the published configs;
     # the CPU job clips at 1: without it a loss spike mid-run can stop the attention from learning).
     clip_grad_norm: float | None = 1.0
+    # "poly" (segmentation) or "step": lr * step_factor ** (number of ``steps`` passed), the
+    # Detectron schedule of the Mask R-CNN configs (warm-up applies to both).
+    schedule: str = "poly"
+    steps: list[int] = field(default_factory=list)
+    step_factor: float = 0.1
 
 
 @dataclass
@@ -124,10 +148,43 @@ class EvalConfig:
 
 
 @dataclass
+class DetectionConfig:
+    """Mask R-CNN with a context block in its ResNet-FPN backbone (``task: detection``; the code is
+    :mod:`ccnet.detection`, which needs the ``[detection]`` extra: torchvision and pycocotools).
+
+    The block sits right before the last residual block of ``layer3`` (res4), where the non-local
+    paper puts its block; data come from ``data.root`` in the COCO layout
+    (``annotations/instances_<split>.json`` + ``<split>/`` images).
+    """
+
+    backbone: str = "resnet50"  # a torchvision ResNet: resnet18/34/50/101/152
+    context: str = "rcca"  # rcca | nonlocal | none
+    recurrence: int = 2  # criss-cross loops (shared weights) of the rcca block
+    reduction: int = 8  # query/key channels = layer3 channels // reduction (rcca and nonlocal)
+    gamma_init: float = 0.0  # the block's residual weight at the start (0: identity)
+    norm: str = "frozen_bn"  # frozen_bn (Detectron, with ImageNet weights) | bn | gn (from scratch)
+    trainable_layers: int = 3  # ResNet stages trained, counted from layer4 (5: all, with the stem)
+    min_size: list[int] = field(default_factory=lambda: [800])  # shorter side; several: one drawn per image
+    max_size: int = 1333
+    # Head widths (standard: 256 / 1024 / 256); narrower heads make CPU-sized experiments possible.
+    fpn_channels: int = 256
+    box_head_channels: int = 1024
+    mask_head_channels: int = 256
+    rpn_batch_size_per_image: int = 256
+    box_batch_size_per_image: int = 512
+    detections_per_image: int = 100
+    score_thresh: float = 0.05  # detections kept for evaluation
+    draw_score_thresh: float = 0.5  # detections drawn by ccnet predict
+    # A torchvision Mask R-CNN state dict to start from (the block, absent there, keeps its init).
+    pretrained: str | None = None
+
+
+@dataclass
 class Config:
     # The run's name (banner, default run folder); null: named after the dataset (a folder
     # dataset after its root folder).
     name: str | None = None
+    task: str = "segmentation"  # segmentation (CCNet) | detection (Mask R-CNN, the detection section)
     output_dir: str = "runs"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -144,6 +201,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -219,7 +277,7 @@ def _parse_override(text: str) -> dict[str, Any]:
         raise ConfigError(f"override {text!r} must look like key.sub=value")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = read_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as error:
         raise ConfigError(f"override {key!r}: cannot parse value {raw!r}: {error}") from None
     nested: dict[str, Any] = {}
@@ -239,7 +297,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = read_yaml(path.read_text()) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: invalid YAML: {str(error).splitlines()[0]}") from None
         if not isinstance(values, dict):

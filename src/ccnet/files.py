@@ -185,10 +185,12 @@ def _pickled_globals(path: Path) -> list[str] | None:
 _TORCH_GLOBALS = re.compile(r"^(torch\.|collections\.OrderedDict$|_codecs\.encode$|builtins\.set$)")
 
 
-def load_torch_file(path: str | Path, map_location: str | torch.device = "cpu", *, what: str = "PyTorch file") -> Any:
+def load_torch_file(path: str | Path, map_location: str | torch.device = "cpu", *, what: str = "PyTorch file",
+                    mmap: bool = False) -> Any:
     """``torch.load(path, weights_only=True)`` with one clear message per kind of bad file.
 
-    ``what`` names the expected content in messages ("checkpoint", "weight file"). Errors:
+    ``what`` names the expected content in messages ("checkpoint", "weight file"); ``mmap`` maps
+    the tensors instead of reading them (cheap when only small entries are wanted). Errors:
     ``FileNotFoundError`` (missing), :class:`UnsafeFileError` (a folder, truncated or corrupt, not
     a PyTorch file, or pickled objects other than tensors and plain containers, which are never
     unpickled). PyTorch's own text about ``weights_only`` is never passed on.
@@ -199,7 +201,7 @@ def load_torch_file(path: str | Path, map_location: str | torch.device = "cpu", 
     if path.is_dir():
         raise UnsafeFileError(f"{path}: is a folder, not a {what}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as error:  # every failure becomes one clear message
         globals_ = _pickled_globals(path)
         if globals_ is None:

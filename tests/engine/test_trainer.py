@@ -9,7 +9,7 @@ import ccnet.engine.checkpoint as checkpoint_module
 import ccnet.engine.trainer as trainer_module
 from ccnet.config import load_config
 from ccnet.engine.checkpoint import load_checkpoint
-from ccnet.engine.trainer import Trainer, poly_lr_factor
+from ccnet.engine.trainer import Trainer, lr_factor
 
 TINY = [
     "data.synthetic_size=[48, 48]", "data.synthetic_val_samples=2", "data.batch_size=2", "data.workers=0",
@@ -84,13 +84,13 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path, monkeypatch):
 
 def test_poly_learning_rate_with_warmup():
     config = load_config(None, ["optim.lr=0.1", "optim.iterations=100", "optim.power=0.9"])
-    assert poly_lr_factor(0, config) == 1.0
-    assert poly_lr_factor(50, config) == pytest.approx(0.5**0.9)
-    assert poly_lr_factor(100, config) == 0.0
+    assert lr_factor(0, config) == 1.0
+    assert lr_factor(50, config) == pytest.approx(0.5**0.9)
+    assert lr_factor(100, config) == 0.0
     config = load_config(None, ["optim.lr=0.1", "optim.iterations=100", "optim.warmup_iters=10",
                                 "optim.warmup_ratio=0.1", "optim.min_lr=0.001"])
-    assert poly_lr_factor(0, config) == pytest.approx(0.1)
-    assert poly_lr_factor(100, config) == pytest.approx(0.01)
+    assert lr_factor(0, config) == pytest.approx(0.1)
+    assert lr_factor(100, config) == pytest.approx(0.01)
 
 
 def test_heads_get_their_learning_rate_multiplier(tmp_path):
@@ -124,3 +124,13 @@ def test_gradient_clipping_bounds_the_step_and_logs_the_norm(tmp_path, monkeypat
         assert norms == pytest.approx(logged, rel=1e-4)
     else:
         assert all(n <= max_norm * 1.001 for n in norms)
+
+
+def test_resume_with_float16_amp_after_a_run_without(tmp_path):
+    # A run started without a GradScaler (CPU, amp=auto) continues with one (as on a GPU, amp=fp16):
+    # the empty scaler state of the checkpoint leaves the fresh scaler as it is.
+    Trainer(_tiny(), output_dir=tmp_path, stop_after=2, progress=False).fit()
+    assert load_checkpoint(tmp_path / "checkpoints/latest.pt")["scaler"] == {}
+    result = Trainer(_tiny("amp=fp16"), output_dir=tmp_path, resume="auto", progress=False).fit()
+    assert result.iteration == 4
+    assert load_checkpoint(tmp_path / "checkpoints/latest.pt")["scaler"]["scale"] > 0

@@ -158,7 +158,7 @@ def test_saves_only_input_parameters_qkv_and_log_sum_exp():
     assert sorted(t.numel() for t in extra) == [positions, positions * 24]
 
 
-@pytest.mark.parametrize("case", ["autocast", "strided_input", "no_bias"])
+@pytest.mark.parametrize("case", ["autocast", "strided_input", "no_bias", "composite_backend", "environment"])
 def test_unsupported_cases_fall_back_to_the_composition(case, monkeypatch):
     block = _block(2, dtype=torch.float32)
     x = torch.randn(2, 6, 5, 8)
@@ -166,6 +166,10 @@ def test_unsupported_cases_fall_back_to_the_composition(case, monkeypatch):
         x = x[..., ::2]
     if case == "no_bias":
         block.key_conv.bias = None
+    if case == "composite_backend":
+        block.backend = "composite"
+    if case == "environment":
+        monkeypatch.setenv("CCNET_CCA_BACKEND", "composite")
     calls, composed = [], block_module._composed_block
     monkeypatch.setattr(block_module, "_composed_block", lambda *a, **k: calls.append(1) or composed(*a, **k))
     if case == "autocast":

@@ -28,34 +28,55 @@ def config_from_items(items: Sequence[str]):
     return load_config(path, overrides)
 
 
+def task_of(items: Sequence[str], checkpoint: str | None = None) -> str:
+    """``segmentation`` or ``detection``: the config file's (and overrides') ``task``, else the one
+    stored in the checkpoint, else the default."""
+    from ccnet.config import load_config
+
+    path, overrides = split_config_and_overrides(items)
+    if path is None and checkpoint is not None and Path(checkpoint).is_file():
+        try:  # memory-mapped: only the small config is read; a bad file is reported by the real loader
+            from ccnet.files import load_torch_file
+
+            loaded = load_torch_file(checkpoint, mmap=True)
+            stored = loaded.get("config") if isinstance(loaded, dict) else None
+        except Exception:
+            stored = None
+        task = stored.get("task", "segmentation") if isinstance(stored, dict) else "segmentation"
+        overrides = [f"task={task}", *overrides]
+    return check_task(load_config(path, overrides).task)
+
+
+def check_task(task: str) -> str:
+    if task not in ("segmentation", "detection"):
+        raise ValueError(f"config key 'task' must be 'segmentation' or 'detection', got {task!r}")
+    return task
+
+
+def detection_cli():
+    """:mod:`ccnet.detection.cli`, or a one-line error when the ``[detection]`` extra is missing."""
+    try:
+        from ccnet.detection import cli
+    except ImportError as error:
+        raise ValueError(f"task 'detection' needs the detection extra (pip install 'ccnet-pytorch[detection]'): "
+                         f"{error}") from None
+    return cli
+
+
 def model_from_checkpoint(path: str, items: Sequence[str]):
     """Model (eval mode), config and dataset info of a training checkpoint or a ccnet model
     folder (``save_pretrained``, ``ccnet convert``). A config given on the command line must
     describe the same model; overrides apply on top."""
-    from ccnet.config import apply_overrides, config_from_dict, load_config
     from ccnet.engine.build import build_model
     from ccnet.engine.checkpoint import load_checkpoint
-    from ccnet.engine.trainer import check_compatible, info_from_dict
+    from ccnet.engine.trainer import check_compatible, checkpoint_config, load_checkpoint_weights
 
     if Path(path).is_dir():
         return model_from_folder(path, items)
     checkpoint = load_checkpoint(path)
-    config_path, overrides = split_config_and_overrides(items)
-    if config_path is not None:
-        config = load_config(config_path, overrides)
-        check_compatible(checkpoint, config, path)
-    elif "config" in checkpoint:
-        config = apply_overrides(config_from_dict(checkpoint["config"]), overrides)
-        check_compatible(checkpoint, config, path)
-    else:
-        raise ValueError(f"{path}: checkpoint stores no config; give the config file too")
-    if "info" not in checkpoint:
-        raise ValueError(f"{path}: checkpoint stores no class names ('info'); it was not written by ccnet train")
-    info = info_from_dict(checkpoint["info"])
+    config, info = checkpoint_config(checkpoint, path, *split_config_and_overrides(items), check=check_compatible)
     model = build_model(config, info.num_classes)
-    missing, unexpected = model.load_state_dict(checkpoint["model"], strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    load_checkpoint_weights(model, checkpoint, path)
     return for_inference(model, config), config, info
 
 

@@ -5,12 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 
-from ccnet.cli.common import config_from_items, model_from_checkpoint
+from ccnet.cli.common import (
+    config_from_items,
+    detection_cli,
+    model_from_checkpoint,
+    split_config_and_overrides,
+    task_of,
+)
 
 EPILOG = """examples:
   ccnet evaluate --checkpoint runs/x/checkpoints/latest.pt                      # its own config and val set
   ccnet evaluate --checkpoint ck.pt data.root=/data/cityscapes eval.mode=slide eval.crop_size=[769,769]
   ccnet evaluate configs/cityscapes_official.yaml data.root=/data/cityscapes --predictions preds/
+  ccnet evaluate --checkpoint runs/coco/checkpoints/latest.pt                   # Mask R-CNN: COCOeval bbox + segm
+  ccnet evaluate configs/coco_maskrcnn_r50_rcca.yaml data.root=/data/coco --predictions results.json
 """
 
 
@@ -22,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.checkpoint is None) == (args.predictions is None):
         raise ValueError("give exactly one of --checkpoint (score a model) or --predictions (score saved PNGs)")
+    if task_of(args.config, args.checkpoint) == "detection":
+        return detection_cli().evaluate(args, *split_config_and_overrides(args.config))
     try:
         if args.predictions is not None:
             config = config_from_items(args.config)
@@ -59,7 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              "eval.* keys choose whole/slide, scales and flip)")
     parser.add_argument("--checkpoint", metavar="PATH", help="a checkpoint written by ccnet train")
     parser.add_argument("--predictions", metavar="DIR",
-                        help="score <name>.png label images of train ids (what ccnet predict writes) instead")
+                        help="score <name>.png label images of train ids (what ccnet predict writes) instead; "
+                             "for task detection, a COCO results JSON")
     parser.add_argument("--split", help="dataset split to score (default: data.val_split)")
     parser.add_argument("--output", metavar="FILE", help="also write the metrics as JSON")
     parser.set_defaults(func=run)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ccnet.cli.common import model_from_checkpoint
+from ccnet.cli.common import detection_cli, model_from_checkpoint, task_of
 
 EPILOG = """examples:
   ccnet predict --checkpoint ck.pt street.png --output out/
   ccnet predict --checkpoint ck.pt "photos/*.jpg" photos2/ --output out/ --batch-size 4
   ccnet predict --checkpoint ck.pt big.png --output out/ eval.mode=slide eval.crop_size=[769,769]
+  ccnet predict --checkpoint runs/coco/checkpoints/latest.pt photos/ --output out/   # Mask R-CNN: drawn PNG + JSON
 """
 
 
@@ -23,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
     inputs = [i for i in args.inputs if i not in items]
     if not inputs:
         raise ValueError("no input images given")
+    if task_of(items, args.checkpoint) == "detection":
+        return detection_cli().predict(args, items, inputs)
     model, config, info = model_from_checkpoint(args.checkpoint, items)
     device = resolve_device(args.device or config.device)
     paths = collect_inputs(inputs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ccnet.cli.common import config_from_items
+from ccnet.cli.common import check_task, config_from_items, detection_cli
 
 EPILOG = """examples:
   ccnet train                                   # the embedded default: synthetic data on the CPU, 3.5-10 min
@@ -12,6 +12,7 @@ EPILOG = """examples:
   ccnet train configs/ade20k_mmseg_r50.yaml optim.iterations=1000 --output runs/ade
   ccnet train configs/cityscapes_official.yaml --output runs/cs --resume auto   # continue a run
   torchrun --nproc_per_node 4 -m ccnet.cli train configs/cityscapes_official.yaml data.root=/data/cityscapes
+  ccnet train configs/coco_maskrcnn_r50_rcca.yaml data.root=/data/coco pretrained_backbone=resnet50.pth
 """
 
 
@@ -20,9 +21,10 @@ def run(args: argparse.Namespace) -> int:
     from ccnet.engine.trainer import Trainer
 
     config = config_from_items(args.config)
+    trainer_class = detection_cli().DetectionTrainer if check_task(config.task) == "detection" else Trainer
     try:
-        trainer = Trainer(config, output_dir=args.output, resume=args.resume, stop_after=args.stop_after,
-                          progress=not args.no_progress)
+        trainer = trainer_class(config, output_dir=args.output, resume=args.resume, stop_after=args.stop_after,
+                                progress=not args.no_progress)
         result = trainer.fit()
     finally:
         cleanup_distributed()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ccnet.config import Config, ConfigError, config_from_dict
+from ccnet.config import Config, ConfigError, apply_overrides, config_from_dict, load_config
 from ccnet.data.info import DatasetInfo
 from ccnet.engine.build import build_criterion, build_model, build_train_dataset, build_val_dataset, infer_kwargs
 from ccnet.engine.checkpoint import load_checkpoint, rng_state, set_rng_state
@@ -34,12 +35,20 @@ from ccnet.files import atomic_save, atomic_write_text
 from ccnet.nn import convert_sync_batchnorm
 
 
-def poly_lr_factor(iteration: int, config: Config) -> float:
-    """LR multiplier: linear warm-up, then ``(1 - it / iterations) ** power`` down to ``min_lr``."""
+def lr_factor(iteration: int, config: Config) -> float:
+    """LR multiplier at ``iteration``: the schedule (``optim.schedule``), times a linear warm-up.
+
+    ``poly``: ``(1 - it / iterations) ** power`` down to ``min_lr``; ``step``: ``step_factor`` to the
+    power of the number of ``optim.steps`` already reached (Detectron's Mask R-CNN schedule)."""
     optim = config.optim
-    progress = min(iteration / max(optim.iterations, 1), 1.0)
-    base = optim.lr
-    factor = ((base - optim.min_lr) * (1 - progress) ** optim.power + optim.min_lr) / base
+    if optim.schedule == "poly":
+        progress = min(iteration / max(optim.iterations, 1), 1.0)
+        base = optim.lr
+        factor = ((base - optim.min_lr) * (1 - progress) ** optim.power + optim.min_lr) / base
+    elif optim.schedule == "step":
+        factor = optim.step_factor ** sum(iteration >= step for step in optim.steps)
+    else:
+        raise ConfigError(f"config key 'optim.schedule' must be 'poly' or 'step', got {optim.schedule!r}")
     if iteration < optim.warmup_iters:
         factor *= optim.warmup_ratio + (1 - optim.warmup_ratio) * iteration / optim.warmup_iters
     return factor
@@ -109,6 +118,29 @@ def check_same_classes(model_info: DatasetInfo, dataset_info: DatasetInfo, path:
         )
 
 
+def checkpoint_config(checkpoint: dict[str, Any], path: str, config_path: str | None, overrides: Sequence[str], *,
+                      check: Callable[[dict[str, Any], Any, str], None]):
+    """The config to use a training checkpoint with (a config file, which ``check`` verifies
+    describes the checkpoint's model, else the checkpoint's own; overrides on top) and the
+    checkpoint's dataset info (class names)."""
+    if config_path is not None:
+        config = load_config(config_path, overrides)
+    elif "config" in checkpoint:
+        config = apply_overrides(config_from_dict(checkpoint["config"]), overrides)
+    else:
+        raise ValueError(f"{path}: checkpoint stores no config; give the config file too")
+    check(checkpoint, config, path)
+    if "info" not in checkpoint:
+        raise ValueError(f"{path}: checkpoint stores no class names ('info'); it was not written by ccnet train")
+    return config, info_from_dict(checkpoint["info"])
+
+
+def load_checkpoint_weights(model: nn.Module, checkpoint: dict[str, Any], path: str) -> None:
+    missing, unexpected = model.load_state_dict(checkpoint["model"], strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
 @dataclass
 class TrainResult:
     output_dir: Path
@@ -161,19 +193,11 @@ class Trainer:
 
     def _build(self) -> None:
         config, ctx = self.config, self.ctx
-        self.train_set = build_train_dataset(config)
-        self.val_set = build_val_dataset(config)
+        self.train_set, self.val_set = self._build_datasets()
         self.info: DatasetInfo = self.train_set.info
         torch.manual_seed(config.seed + ctx.rank)
         np.random.seed((config.seed + ctx.rank) % 2**32)  # noqa: NPY002
-        model: nn.Module = build_model(config, self.info.num_classes)
-        if config.pretrained_backbone and self.resume is None:
-            from ccnet.interop import init_backbone_from
-
-            init_backbone_from(model, config.pretrained_backbone)
-        if ctx.distributed and config.model.norm == "bn":
-            model = convert_sync_batchnorm(model)
-        model = model.to(ctx.device)
+        model = self._build_model().to(ctx.device)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
@@ -181,24 +205,70 @@ class Trainer:
             DistributedDataParallel(
                 model,
                 device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-                find_unused_parameters=config.model.recurrence == 0,  # the attention is skipped
+                find_unused_parameters=self._find_unused_parameters(),
             )
             if ctx.distributed
             else model
         )
-        self.criterion = build_criterion(config, self.info.ignore_index)
+        self.criterion = self._build_criterion()
         optim = config.optim
+        if optim.schedule == "step" and list(optim.steps) != sorted(optim.steps):
+            raise ConfigError(f"config key 'optim.steps' must be increasing, got {optim.steps}")
+        lr_factor(0, config)  # an unknown schedule fails here, not at the first step
         self.optimizer = torch.optim.SGD(
             parameter_groups(model, optim.lr, optim.head_lr_mult),
             lr=optim.lr,
             momentum=optim.momentum,
             weight_decay=optim.weight_decay,
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: poly_lr_factor(it, config))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: lr_factor(it, config))
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp_dtype == torch.float16)
         self.start_iter = 0
         self.history: list[dict[str, Any]] = []
+
+    # Task hooks: the semantic-segmentation defaults; ccnet.detection.trainer overrides them.
+    def _build_datasets(self) -> tuple[Any, Any]:
+        return build_train_dataset(self.config), build_val_dataset(self.config)
+
+    def _build_model(self) -> nn.Module:
+        """The model on the CPU, with pretrained weights and SyncBatchNorm where configured."""
+        config = self.config
+        model: nn.Module = build_model(config, self.info.num_classes)
+        if config.pretrained_backbone and self.resume is None:
+            from ccnet.interop import init_backbone_from
+
+            init_backbone_from(model, config.pretrained_backbone)
+        if self.ctx.distributed and config.model.norm == "bn":
+            model = convert_sync_batchnorm(model)
+        return model
+
+    def _find_unused_parameters(self) -> bool:
+        return self.config.model.recurrence == 0  # the attention is skipped
+
+    def _build_criterion(self) -> Any:
+        return build_criterion(self.config, self.info.ignore_index)
+
+    def _check_compatible(self, checkpoint: dict[str, Any], path: str | Path) -> None:
+        check_compatible(checkpoint, self.config, path)
+
+    def _collate(self) -> Any:
+        """The DataLoader's ``collate_fn`` (None: PyTorch's default stacking)."""
+        return None
+
+    def _describe(self) -> str:
+        config = self.config
+        return f"CCNet {config.model.backbone} R={config.model.recurrence}"
+
+    def _forward_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and the scalar logs of one training batch (already under autocast)."""
+        device = self.ctx.device
+        images = batch["image"].to(device, non_blocking=True)
+        labels = batch["label"].to(device, non_blocking=True)
+        if self.config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        outputs = self.ddp(images)
+        return self.criterion(outputs, labels)
 
     def _restore(self) -> None:
         path = self.resume
@@ -209,7 +279,7 @@ class Trainer:
         if path is None:
             return
         checkpoint = load_checkpoint(path, map_location=self.ctx.device)
-        check_compatible(checkpoint, self.config, path)
+        self._check_compatible(checkpoint, path)
         if "info" in checkpoint:
             check_same_classes(info_from_dict(checkpoint["info"]), self.info, path)
         for key in ("optimizer", "scheduler", "scaler", "iteration", "rng"):
@@ -218,7 +288,8 @@ class Trainer:
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
-        self.scaler.load_state_dict(checkpoint["scaler"])
+        if checkpoint["scaler"]:  # empty when written without float16 AMP (say, on a CPU): keep the fresh scale
+            self.scaler.load_state_dict(checkpoint["scaler"])
         self.start_iter = int(checkpoint["iteration"])
         states = checkpoint["rng"]
         set_rng_state(states[self.ctx.rank] if self.ctx.rank < len(states) else states[0])
@@ -243,6 +314,7 @@ class Trainer:
             drop_last=True,
             persistent_workers=workers > 0,
             generator=torch.Generator(),  # keep the global RNG untouched by the loader
+            collate_fn=self._collate(),
         )
 
     # -- checkpoints and logs -------------------------------------------------------------------
@@ -301,10 +373,11 @@ class Trainer:
         if ctx.is_main:
             params = sum(p.numel() for p in self.model.parameters()) / 1e6
             tqdm.write(
-                f"training {config.run_name()}: CCNet {config.model.backbone} R={config.model.recurrence}, "
+                f"training {config.run_name()}: {self._describe()}, "
                 f"{params:.1f}M params, on {self.info.name} ({self.info.num_classes} classes), "
                 f"{config.optim.iterations} iterations, "
-                f"batch {config.data.batch_size} x {ctx.world_size} on {ctx.device} -> {self.output_dir}"
+                f"batch {config.data.batch_size} x {ctx.world_size} on {ctx.device}"
+                f"{f' ({ctx.backend})' if ctx.backend else ''} -> {self.output_dir}"
             )
         bar = tqdm(total=config.optim.iterations, initial=self.start_iter, disable=not self.progress,
                    desc="train", dynamic_ncols=True, unit="it")
@@ -343,15 +416,10 @@ class Trainer:
             self.writer.close()
         return TrainResult(self.output_dir, iteration, metrics, self.history)
 
-    def _step(self, batch: dict[str, Any], iteration: int) -> dict[str, torch.Tensor]:
+    def _step(self, batch: Any, iteration: int) -> dict[str, torch.Tensor]:
         device = self.ctx.device
-        images = batch["image"].to(device, non_blocking=True)
-        labels = batch["label"].to(device, non_blocking=True)
-        if self.config.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            outputs = self.ddp(images)
-            loss, logs = self.criterion(outputs, labels)
+            loss, logs = self._forward_loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"iteration {iteration}: loss is {loss.item()}; the last good checkpoint is {self.checkpoint_path}"

@@ -46,6 +46,7 @@ __all__ = [
     "load_backbone",
     "load_pretrained",
     "load_state_dict_checked",
+    "read_backbone",
     "read_weights",
     "resnet_arch",
 ]
@@ -236,6 +237,13 @@ def load_pretrained(src: str | Path | Mapping[str, Any], format: str = "auto", n
     model.eval()
     _attach_info(model, converted, source)
     return model
+
+
+def read_backbone(src: str | Path | Mapping[str, Any], format: str = "auto") -> tuple[Converted, str]:
+    """The backbone weights of a checkpoint in any supported format, keyed as a torchvision-layout
+    ResNet (``conv1.weight``, ``layer1.0.bn1.bias``, ...), and the source's name for messages.
+    For code that loads them into a ResNet of its own (``ccnet.detection``)."""
+    return _backbone_source(src, format)
 
 
 # The model classes a ccnet folder can hold, by the "architecture" its config.json names.

@@ -51,15 +51,19 @@ def _names(names: list[str]) -> str:
 def load_state_dict_checked(module: nn.Module, state: Mapping[str, torch.Tensor], source: str, *,
                             origin: Mapping[str, str] | None = None, unmapped: Iterable[str] = (),
                             source_name: Callable[[str], str] | None = None,
-                            target: str | None = None) -> None:
+                            target: str | None = None, optional: tuple[str, ...] = ()) -> None:
     """``module.load_state_dict(state, strict=True)`` with a precise report instead of a wall of text.
 
     BatchNorm ``num_batches_tracked`` counters absent from ``state`` (InPlace-ABN and older files
-    have none) keep the module's value. Raises :class:`WeightsMismatchError` on any missing,
-    unexpected or wrongly shaped tensor, naming them the way the file does.
+    have none) keep the module's value, and counters the module has no place for (frozen norms)
+    are dropped. Module keys starting with one of ``optional`` (layers the source cannot have,
+    such as a context block added to a pretrained network) keep their values when absent. Raises
+    :class:`WeightsMismatchError` on any missing, unexpected or wrongly shaped tensor, naming them
+    the way the file does.
     """
     origin = origin or {}
     expected = module.state_dict()
+    state = {k: v for k, v in state.items() if k in expected or not k.endswith("num_batches_tracked")}
 
     def file_name(key: str) -> str:
         return origin.get(key, key)
@@ -68,7 +72,8 @@ def load_state_dict_checked(module: nn.Module, state: Mapping[str, torch.Tensor]
         name = source_name(key) if source_name else key
         return name if name == key else f"{name} (model: {key})"
 
-    missing = [wanted_name(k) for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    missing = [wanted_name(k) for k in expected
+               if k not in state and not k.endswith("num_batches_tracked") and not k.startswith(optional)]
     unexpected = list(unmapped) + [file_name(k) for k in state if k not in expected]
     conflicts = [(file_name(k), tuple(v.shape), tuple(expected[k].shape))
                  for k, v in state.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]

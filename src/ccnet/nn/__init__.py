@@ -1,6 +1,6 @@
 """Layers: criss-cross attention blocks, the RCCA head, the non-local baseline, norms."""
 
-from ccnet.nn.attention import CrissCrossAttention, CrissCrossAttention3d, NonLocal2d
+from ccnet.nn.attention import CrissCrossAttention, CrissCrossAttention3d, NonLocal2d, RecurrentCrissCrossAttention
 from ccnet.nn.norm import (
     FrozenBatchNorm2d,
     convert_sync_batchnorm,
@@ -17,6 +17,7 @@ __all__ = [
     "NonLocal2d",
     "RCCAHead",
     "RCCAModule",
+    "RecurrentCrissCrossAttention",
     "convert_sync_batchnorm",
     "make_activation",
     "make_norm",

@@ -8,7 +8,14 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from ccnet.ops import criss_cross_attention, criss_cross_attention_3d, criss_cross_block, non_local_attention
+from ccnet.ops import (
+    check_backend,
+    criss_cross_attention,
+    criss_cross_attention_3d,
+    criss_cross_attention_weights,
+    criss_cross_block,
+    non_local_attention,
+)
 
 
 class _ResidualAttention(nn.Module):
@@ -41,24 +48,48 @@ class _ResidualAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        out = type(self).attend(self.query_conv(x), self.key_conv(x), self.value_conv(x))
+        out = self._attend(self.query_conv(x), self.key_conv(x), self.value_conv(x))
         if not torch.is_grad_enabled() and out.dtype == x.dtype == torch.result_type(out, self.gamma):
             return out.mul_(self.gamma).add_(x)  # inference: in place, no map-sized temporaries
         return torch.addcmul(x, self.gamma, out)  # gamma * out + x in one op
+
+    def _attend(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        return type(self).attend(query, key, value)
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}"
 
 
 class _CrissCrossBlock(_ResidualAttention):
-    """Runs as one op, :func:`ccnet.ops.criss_cross_block`: the same values and gradients as the
-    composition above without its layout transposes in NCHW models (the composition under tracers,
-    exporters and autocast)."""
+    """A residual attention block whose attention is criss-cross attention (2D or 3D). Its
+    operator takes a ``backend`` (:func:`ccnet.ops.criss_cross_attention`: ``"auto"``,
+    ``"function"``, ``"composite"`` or ``"triton"``), so a model can opt in to an implementation.
+
+    With the ``"function"`` backend (the default) the whole block runs as one op,
+    :func:`ccnet.ops.criss_cross_block`: the same values and gradients as the composition of
+    convs and attention, without its layout transposes in NCHW models."""
+
+    def __init__(self, in_channels: int, reduction: int = 8, gamma_init: float = 0.0, backend: str = "auto") -> None:
+        super().__init__(in_channels, reduction, gamma_init)
+        self.backend = check_backend(backend)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
         q, k, v = self.query_conv, self.key_conv, self.value_conv
-        return criss_cross_block(x, q.weight, q.bias, k.weight, k.bias, v.weight, v.bias, self.gamma)
+        return criss_cross_block(x, q.weight, q.bias, k.weight, k.bias, v.weight, v.bias, self.gamma,
+                                 backend=self.backend)
+
+    def _attend(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        return type(self).attend(query, key, value, backend=self.backend)
+
+    def attention_weights(self, x: Tensor) -> tuple[Tensor, ...]:
+        """The weights this block's attention gives each position of ``x`` (its own query and key
+        convs, the op's own energies): one tensor per spatial axis, see
+        :func:`ccnet.ops.criss_cross_attention_weights`. For looking at, not for the forward."""
+        return criss_cross_attention_weights(self.query_conv(x), self.key_conv(x))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.backend == "auto" else f", backend={self.backend!r}")
 
 
 class CrissCrossAttention(_CrissCrossBlock):
@@ -67,10 +98,35 @@ class CrissCrossAttention(_CrissCrossBlock):
     Query and key are 1x1 convs to ``in_channels // reduction`` channels, value a 1x1 conv to
     ``in_channels``; ``gamma`` starts at 0 (``gamma_init``) so the block starts as the identity. Parameter names
     (``query_conv``, ``key_conv``, ``value_conv``, ``gamma`` of shape [1]) match the original
-    implementation, so its state dicts load 1:1.
+    implementation, so its state dicts load 1:1. ``backend`` chooses the operator's
+    implementation (see :func:`ccnet.ops.criss_cross_attention`).
     """
 
     attend = staticmethod(criss_cross_attention)
+
+
+class RecurrentCrissCrossAttention(nn.Module):
+    """RCCA as a drop-in block for a backbone stage: one :class:`CrissCrossAttention` applied
+    ``recurrence`` times with shared weights (R=2: every position reaches every position), keeping
+    the shape of ``(B, C, H, W)`` features. With ``gamma_init=0`` it starts as the identity, so a
+    pretrained backbone is undisturbed at step 0. (The segmentation head, :class:`RCCAHead`, runs
+    the same loop between its own reduction convs.)"""
+
+    def __init__(self, in_channels: int, recurrence: int = 2, reduction: int = 8, gamma_init: float = 0.0,
+                 backend: str = "auto") -> None:
+        super().__init__()
+        if recurrence < 1:
+            raise ValueError(f"recurrence must be >= 1, got {recurrence}")
+        self.recurrence = recurrence
+        self.cca = CrissCrossAttention(in_channels, reduction=reduction, gamma_init=gamma_init, backend=backend)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for _ in range(self.recurrence):
+            x = self.cca(x)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"recurrence={self.recurrence}"
 
 
 class CrissCrossAttention3d(_CrissCrossBlock):

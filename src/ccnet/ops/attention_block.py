@@ -23,12 +23,16 @@ never multiplies a map-sized tensor in backward: the attention gradients are tak
 unscaled output and ``gamma`` is folded into the small weight matrices, and ``dL/dgamma`` is
 the sum of the per-position ``<grad, out>`` that backward computes anyway.
 
-Eager only. Under tracers and exporters, under autocast, for double backward and for inputs the
-fused path does not cover (mixed dtypes, missing biases, other layouts), the block is the plain
-composition of convolutions and :func:`ccnet.ops.criss_cross_attention`.
+Eager only, and the ``"function"`` backend's (the default): with another backend, under tracers
+and exporters, under autocast, for double backward and for inputs the fused path does not cover
+(mixed dtypes, missing biases, other layouts), the block is the plain composition of
+convolutions and :func:`ccnet.ops.criss_cross_attention`.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +40,7 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 from ccnet.ops.composite import criss_cross_composite, energy_dtype
-from ccnet.ops.criss_cross import _is_tracing, criss_cross_attention, criss_cross_attention_3d
+from ccnet.ops.criss_cross import _is_tracing, criss_cross_attention, criss_cross_attention_3d, resolve_backend
 from ccnet.ops.criss_cross_function import backward_channels_last, forward_channels_last
 
 _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
@@ -44,7 +48,7 @@ _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 def criss_cross_block(x: Tensor, query_weight: Tensor, query_bias: Tensor | None, key_weight: Tensor,
                       key_bias: Tensor | None, value_weight: Tensor, value_bias: Tensor | None,
-                      gamma: Tensor) -> Tensor:
+                      gamma: Tensor, backend: str = "auto") -> Tensor:
     """``gamma * criss_cross_attention(q, k, v) + x`` with 1x1 (1x1x1) projections ``q = conv(x, Wq, bq)`` etc.
 
     Args:
@@ -52,6 +56,8 @@ def criss_cross_block(x: Tensor, query_weight: Tensor, query_bias: Tensor | None
         query_weight, key_weight: ``(Cq, C, 1, 1[, 1])``; value_weight: ``(C, C, 1, 1[, 1])``; biases
             of matching length (or None).
         gamma: the residual weight, shape ``(1,)``.
+        backend: the attention's implementation, as in :func:`criss_cross_attention`; the block runs as
+            one op when it resolves to ``"function"`` (the default), as the composition otherwise.
 
     Returns:
         Same shape, dtype and layout as ``x``. Same values and gradients as the composition of
@@ -60,11 +66,12 @@ def criss_cross_block(x: Tensor, query_weight: Tensor, query_bias: Tensor | None
     """
     params = (query_weight, query_bias, key_weight, key_bias, value_weight, value_bias, gamma)
     _check_shapes(x, params)
-    if _fused_path_applies(x, params):
+    if _fused_path_applies(x, params, backend):
         if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *params)):
             return CrissCrossBlockFunction.apply(x, *params)
         return _fused_forward(x, params, for_backward=False)[0]  # inference: nothing to keep
-    return _composed_block(x, *params)
+    attend = criss_cross_attention if x.dim() == 4 else criss_cross_attention_3d
+    return _composed_block(x, *params, attend=functools.partial(attend, backend=backend))
 
 
 def _check_shapes(x: Tensor, params: tuple[Tensor | None, ...]) -> None:
@@ -86,11 +93,9 @@ def _check_shapes(x: Tensor, params: tuple[Tensor | None, ...]) -> None:
 
 def _composed_block(x: Tensor, query_weight: Tensor, query_bias: Tensor | None, key_weight: Tensor,
                     key_bias: Tensor | None, value_weight: Tensor, value_bias: Tensor | None, gamma: Tensor,
-                    attend=None) -> Tensor:
-    """The plain composition: convolutions, the attention op, ``gamma * out + x``."""
+                    attend: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Tensor:
+    """The plain composition: convolutions, the attention ``attend``, ``gamma * out + x``."""
     conv = F.conv2d if x.dim() == 4 else F.conv3d
-    if attend is None:
-        attend = criss_cross_attention if x.dim() == 4 else criss_cross_attention_3d
     out = attend(conv(x, query_weight, query_bias), conv(x, key_weight, key_bias), conv(x, value_weight, value_bias))
     if not torch.is_grad_enabled() and out.dtype == x.dtype == torch.result_type(out, gamma):
         return out.mul_(gamma).add_(x)  # inference: in place, no map-sized temporaries
@@ -106,8 +111,8 @@ def _layout(x: Tensor) -> str | None:
     return None
 
 
-def _fused_path_applies(x: Tensor, params: tuple[Tensor | None, ...]) -> bool:
-    if _is_tracing() or x.dim() not in _CHANNELS_LAST or _layout(x) is None or not x.is_floating_point():
+def _fused_path_applies(x: Tensor, params: tuple[Tensor | None, ...], backend: str) -> bool:
+    if _is_tracing() or resolve_backend(backend) != "function" or _layout(x) is None or not x.is_floating_point():
         return False
     if any(p is None or p.dtype != x.dtype or p.device != x.device for p in params):
         return False
