@@ -9,15 +9,7 @@ import torch.nn.functional as F
 from ccnet.nn import CrissCrossAttention
 from ccnet.ops import attention_block, criss_cross_attention_reference
 
-pytestmark = pytest.mark.cuda
-
-
-@pytest.fixture(autouse=True)
-def full_float32_matmuls():
-    before = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    yield
-    torch.set_float32_matmul_precision(before)
+pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("full_float32_matmuls")]  # TF32 off
 
 
 def _composition(block, x):
