@@ -11,6 +11,7 @@ from ccnet.bench.baselines import mmcv_criss_cross, official_criss_cross
 from ccnet.bench.measure import compare_times, count_flops, peak_memory_bytes
 from ccnet.bench.model import model_benchmark
 from ccnet.cli import main
+from ccnet.nn import CrissCrossAttention
 from ccnet.ops import criss_cross_attention, criss_cross_attention_reference
 
 
@@ -115,6 +116,30 @@ def test_block_benchmark_flops_match_the_formula():
     assert by_name["rcca_r2"]["gflops"] * 1e9 == pytest.approx(2 * cca)
     assert by_name["non_local_x1"]["gflops"] * 1e9 == pytest.approx(non_local)
     assert "RCCA (R=2) against one non-local block" in report.block_table(rows)
+
+
+def test_block_comparison_rows_table_and_plot(tmp_path):
+    rows = attention.block_comparison(size=(5, 6), channels=8, reduction=2, batches=[1, 2], repeats=1,
+                                      log=lambda _: None)
+    assert [r["batch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert list(r["blocks"]) == ["ccnet", "ccnet_op", "official", "mmcv"]
+        assert all(e["forward_backward_peak_mb"] > 0 and e["forward_ms"] > 0 for e in r["blocks"].values())
+        assert r["speedup_forward_backward_vs_mmcv"] > 0 and r["memory_ratio_vs_official"] > 0
+        assert r["forward_memory_ratio_vs_mmcv"] > 0
+    table = report.block_comparison_table(rows)
+    assert "| 2 | nchw |" in table and "B=1: forward+backward" in table
+    report.plot({"block_vs_baselines": rows}, tmp_path / "bench.png")
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_block_variants_compute_the_same_block():
+    torch.manual_seed(0)
+    block = CrissCrossAttention(8, reduction=2, gamma_init=0.5).double()
+    x = torch.randn(2, 8, 5, 6, dtype=torch.float64)
+    for name, op in attention.BLOCK_VARIANTS.items():
+        if op is not None:
+            torch.testing.assert_close(attention.composed_block(block, op)(x), block(x), msg=name)
 
 
 def test_model_benchmark_small():

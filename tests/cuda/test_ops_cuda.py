@@ -11,7 +11,7 @@ from ccnet.ops import (
     criss_cross_attention_reference,
 )
 
-pytestmark = pytest.mark.cuda
+pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("full_float32_matmuls")]  # TF32 off
 
 # Largest |error| allowed, relative to the largest |reference| value: float32 is exact up to
 # summation order; half precision rounds the attention weights and the output (float16 keeps 11
@@ -21,15 +21,6 @@ GRAD_TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 6e-2}
 DTYPES = list(VALUE_TOL)
 SHAPES_2D = [(2, 8, 16, 13, 11), (1, 5, 7, 1, 9), (1, 3, 6, 9, 1), (3, 64, 96, 17, 23)]
 SHAPES_3D = [(2, 4, 6, 3, 5, 7), (1, 3, 5, 1, 4, 6)]
-
-
-@pytest.fixture(autouse=True)
-def full_float32_matmuls():
-    """float32 matmuls in full precision (TF32 off), whatever the machine's default."""
-    before = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    yield
-    torch.set_float32_matmul_precision(before)
 
 
 def _inputs(shape, dtype, layout="nchw", seed=0):

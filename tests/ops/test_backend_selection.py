@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ccnet.nn import CrissCrossAttention, CrissCrossAttention3d
+from ccnet.ops import attention_block, criss_cross_attention, criss_cross_attention_3d
 from ccnet.ops import criss_cross as dispatch
-from ccnet.ops import criss_cross_attention, criss_cross_attention_3d
 
 
 def _inputs(*spatial):
@@ -80,7 +80,9 @@ def test_unknown_environment_value_names_the_variable(calls, monkeypatch):
     assert calls == []
 
 
-def test_blocks_pass_their_backend(calls):
+def test_blocks_pass_their_backend(calls, monkeypatch):
+    # With "function" a block runs as one op (ccnet.ops.attention_block): the function backend's block.
+    monkeypatch.setattr(attention_block.CrissCrossBlockFunction, "apply", lambda x, *p: calls.append("function") or x)
     for block, x in ((CrissCrossAttention(8, backend="triton"), torch.randn(1, 8, 3, 4)),
                      (CrissCrossAttention3d(8, backend="composite"), torch.randn(1, 8, 2, 3, 4)),
                      (CrissCrossAttention(8), torch.randn(1, 8, 3, 4))):

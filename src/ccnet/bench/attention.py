@@ -172,12 +172,14 @@ def op_benchmark(
     return rows
 
 
-def _add_ratios(row: dict[str, Any], prefix: str, name: str, others: Iterable[str], memory: bool) -> None:
+def _add_ratios(row: dict[str, Any], prefix: str, name: str, others: Iterable[str], memory: bool,
+                key: str = "ops") -> None:
     """``{prefix}speedup_{forward,forward_backward}_vs_{other}`` (other's time / ``name``'s) and
-    ``{prefix}memory_ratio_vs_{other}`` (``name``'s fwd+bwd peak / other's) into ``row``."""
-    ours = row["ops"][name]
+    ``{prefix}memory_ratio_vs_{other}`` (``name``'s fwd+bwd peak / other's) into ``row``, from the
+    candidates' entries in ``row[key]``."""
+    ours = row[key][name]
     for other_name in others:
-        other = row["ops"][other_name]
+        other = row[key][other_name]
         row[f"{prefix}speedup_forward_vs_{other_name}"] = other["forward_ms"] / ours["forward_ms"]
         row[f"{prefix}speedup_forward_backward_vs_{other_name}"] = (other["forward_backward_ms"]
                                                                     / ours["forward_backward_ms"])
@@ -187,12 +189,15 @@ def _add_ratios(row: dict[str, Any], prefix: str, name: str, others: Iterable[st
 
 
 def _op_line(row: dict[str, Any]) -> str:
-    ops = row["ops"]
-    text = (f"{row['size']} B={row['batch']} C={row['channels']} {row['layout']}: fwd "
-            + " ".join(f"{n} {e['forward_ms']:.1f}ms" for n, e in ops.items())
-            + " | fwd+bwd " + " ".join(f"{n} {e['forward_backward_ms']:.1f}ms" for n, e in ops.items()))
-    if "forward_backward_peak_mb" in ops["ccnet"]:
-        text += " | peak " + " ".join(f"{n} {e['forward_backward_peak_mb']:.0f}MB" for n, e in ops.items())
+    return _timing_line(f"{row['size']} B={row['batch']} C={row['channels']} {row['layout']}", row["ops"], 1)
+
+
+def _timing_line(prefix: str, entries: dict[str, dict[str, Any]], digits: int) -> str:
+    """One progress line: every candidate's forward and forward+backward time (and peak memory)."""
+    text = (f"{prefix}: fwd " + " ".join(f"{n} {e['forward_ms']:.{digits}f}ms" for n, e in entries.items())
+            + " | fwd+bwd " + " ".join(f"{n} {e['forward_backward_ms']:.{digits}f}ms" for n, e in entries.items()))
+    if "forward_backward_peak_mb" in entries["ccnet"]:
+        text += " | peak " + " ".join(f"{n} {e['forward_backward_peak_mb']:.0f}MB" for n, e in entries.items())
     return text
 
 
@@ -248,6 +253,108 @@ def block_benchmark(
             log(f"{name} ({layout}): {row['gflops']:.1f} GFLOPs, forward peak {row['forward_peak_mb']:.0f} MB, "
                 f"fwd+bwd peak {row['forward_backward_peak_mb']:.0f} MB, forward {row['forward_ms']:.0f} ms")
             rows.append(row)
+    return rows
+
+
+def composed_block(block: nn.Module, op: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``block``'s weights run as the published code composes them: its ``Conv2d`` q/k/v
+    projections, the attention ``op``, ``gamma * out + x`` (as one ``addcmul``, which spares the
+    baselines a temporary their own code allocates)."""
+
+    def run(x: Tensor) -> Tensor:
+        return torch.addcmul(x, block.gamma, op(block.query_conv(x), block.key_conv(x), block.value_conv(x)))
+
+    return run
+
+
+# The block comparison: our block, the same weights composed with our op, and with the baselines.
+BLOCK_VARIANTS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor] | None] = {
+    "ccnet": None,  # CrissCrossAttention itself: the block as one op (ccnet.ops.criss_cross_block)
+    "ccnet_op": criss_cross_attention,
+    "official": official_criss_cross,
+    "mmcv": mmcv_criss_cross,
+}
+
+
+def block_comparison(
+    size: tuple[int, int] = (97, 97),
+    channels: int = 512,
+    reduction: int = 8,
+    batches: Iterable[int] = (1, 8),
+    recurrence: int = 2,
+    layout: str = "nchw",
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    repeats: int = 3,
+    memory: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """The RCCA block (``recurrence`` loops, shared weights) in a model of the given layout: our
+    :class:`CrissCrossAttention` against the same weights composed with our op, the official and
+    the mmcv algorithm (:data:`BLOCK_VARIANTS`; on CUDA with triton also with our Triton op).
+    Forward and forward+backward time (round-robin) and peak memory per batch size; one row per
+    batch with our ratios. Half-precision ``dtype`` runs under autocast, as mixed-precision training
+    does (our block then runs as the composition: the one-op block is for float32/float64)."""
+    device = torch.device(device)
+    torch.manual_seed(0)
+    block = CrissCrossAttention(channels, reduction, gamma_init=0.5).to(device, dtype)
+    block.to(memory_format=_memory_format(layout))
+    variants = {name: block if op is None else composed_block(block, op) for name, op in BLOCK_VARIANTS.items()}
+    if "triton" in candidate_ops(device):
+        variants["triton"] = composed_block(block, candidate_ops(device)["triton"])
+
+    def forward(fn: Callable[[Tensor], Tensor], x: Tensor) -> Callable[[], object]:
+        def run() -> object:
+            out = x
+            with torch.no_grad(), _autocast((x,)):
+                for _ in range(recurrence):
+                    out = fn(out)
+            return out
+
+        return run
+
+    def forward_backward(fn: Callable[[Tensor], Tensor], x: Tensor, grad: Tensor) -> Callable[[], object]:
+        def run() -> object:
+            out = x
+            with _autocast((x,)):
+                for _ in range(recurrence):
+                    out = fn(out)
+            out.backward(grad.to(out.dtype))
+            block.zero_grad(set_to_none=True)  # freed inside the call, as forward_backward_runner does
+            x.grad = None
+
+        return run
+
+    rows = []
+    for batch in batches:
+        generator = torch.Generator().manual_seed(batch)
+        x = torch.randn(batch, channels, *size, generator=generator).to(device, dtype)
+        x = x.contiguous(memory_format=_memory_format(layout))
+        x_grad = x.clone().requires_grad_()
+        grad = torch.randn(x.shape, generator=generator).to(device, dtype)
+        grad = grad.contiguous(memory_format=_memory_format(layout))
+        fwd = compare_times({n: forward(f, x) for n, f in variants.items()}, device, warmup=1, repeats=repeats)
+        train = compare_times({n: forward_backward(f, x_grad, grad) for n, f in variants.items()}, device, warmup=1,
+                              repeats=repeats)
+        row: dict[str, Any] = {"batch": batch, "height": size[0], "width": size[1], "channels": channels,
+                               "qk_channels": max(channels // reduction, 1), "recurrence": recurrence,
+                               "layout": layout, "dtype": str(dtype).removeprefix("torch."), "blocks": {}}
+        for name, fn in variants.items():
+            entry = {"forward_ms": median(fwd[name]), "forward_backward_ms": median(train[name]),
+                     "forward_samples_ms": fwd[name], "forward_backward_samples_ms": train[name]}
+            if memory:
+                entry["forward_peak_mb"] = peak_memory_bytes(forward(fn, x), device) / 2**20
+                entry["forward_backward_peak_mb"] = peak_memory_bytes(forward_backward(fn, x_grad, grad),
+                                                                      device) / 2**20
+            row["blocks"][name] = entry
+        others = [n for n in variants if n != "ccnet"]
+        _add_ratios(row, "", "ccnet", others, memory, key="blocks")
+        if memory:
+            for name in others:
+                row[f"forward_memory_ratio_vs_{name}"] = (row["blocks"]["ccnet"]["forward_peak_mb"]
+                                                          / row["blocks"][name]["forward_peak_mb"])
+        log(_timing_line(f"RCCA R={recurrence} B={batch} {layout}", row["blocks"], 0))
+        rows.append(row)
     return rows
 
 

@@ -76,6 +76,39 @@ def block_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def block_comparison_table(rows: list[dict[str, Any]]) -> str:
+    """Our RCCA block against the same weights composed with our op and with the baselines."""
+    names = list(rows[0]["blocks"]) if rows else []
+    slash = " / ".join(names)
+    memory = bool(rows) and "forward_backward_peak_mb" in rows[0]["blocks"]["ccnet"]
+    lines = [f"| B | layout | fwd ms {slash} | fwd speed-up vs " + ", ".join(names[1:])
+             + f" | fwd+bwd ms {slash} | fwd+bwd speed-up vs " + ", ".join(names[1:])
+             + (f" | fwd peak MB {slash} | fwd+bwd peak MB {slash} |" if memory else " |"),
+             "|---|---|---|---|---|---|" + ("---|---|" if memory else "")]
+    for r in rows:
+        blocks = r["blocks"]
+        cells = [" / ".join(f"{blocks[n]['forward_ms']:.0f}" for n in names),
+                 ", ".join(f"{r[f'speedup_forward_vs_{n}']:.2f}x" for n in names[1:]),
+                 " / ".join(f"{blocks[n]['forward_backward_ms']:.0f}" for n in names),
+                 ", ".join(f"{r[f'speedup_forward_backward_vs_{n}']:.2f}x" for n in names[1:])]
+        if memory:
+            cells += [" / ".join(f"{blocks[n]['forward_peak_mb']:.0f}" for n in names),
+                      " / ".join(f"{blocks[n]['forward_backward_peak_mb']:.0f}" for n in names)]
+        lines.append(f"| {r['batch']} | {r['layout']} | " + " | ".join(cells) + " |")
+    if rows:
+        r = rows[0]
+        lines += ["", f"RCCA block, R={r['recurrence']} (shared weights), {r['channels']} channels, query/key "
+                  f"{r['qk_channels']}, {r['height']}x{r['width']}, {r['dtype']}; every variant has the same weights."]
+        for r in rows:
+            line = (f"B={r['batch']}: forward+backward {r['speedup_forward_backward_vs_mmcv']:.2f}x the mmcv block, "
+                    f"{r['speedup_forward_backward_vs_official']:.2f}x the official one")
+            if memory:
+                line += (f"; fwd+bwd peak memory {r['memory_ratio_vs_mmcv']:.2f}x mmcv's, "
+                         f"{r['memory_ratio_vs_official']:.2f}x the official's")
+            lines.append(line + ".")
+    return "\n".join(lines)
+
+
 def model_table(rows: list[dict[str, Any]]) -> str:
     """One line per task and variant (memory format x AMP); speed-ups against each task's first variant."""
     lines = ["| task | input | layout | AMP | ms | speed-up | peak MB |", "|---|---|---|---|---|---|---|"]
@@ -102,9 +135,10 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
 
     op_rows = results.get("op", [])
     block_rows = results.get("block", [])
-    panels = (2 if op_rows else 0) + (1 if block_rows else 0)
+    comparison_rows = results.get("block_vs_baselines", [])
+    panels = (2 if op_rows else 0) + (1 if block_rows else 0) + (1 if comparison_rows else 0)
     if not panels:
-        raise ValueError("nothing to plot: the results have no 'op' or 'block' rows")
+        raise ValueError("nothing to plot: the results have no 'op', 'block' or 'block_vs_baselines' rows")
     height = max(4.0, 0.32 * len(op_rows) + 1.5)
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, height), squeeze=False)
     axes = list(axes[0])
@@ -136,6 +170,24 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
         ax.set_title(f"attention block at {block_rows[0]['height']}x{block_rows[0]['width']} "
                      f"({block_rows[0]['layout']})")
         ax.legend()
+    if comparison_rows:
+        ax = axes.pop(0)
+        others = [n for n in comparison_rows[0]["blocks"] if n != "ccnet"]
+        labels = [f"B{r['batch']} {key}" for r in comparison_rows for key in ("fwd", "fwd+bwd")]
+        keys = [key for _ in comparison_rows for key in ("forward", "forward_backward")]
+        rows = [r for r in comparison_rows for _ in range(2)]
+        width = 0.8 / len(others)
+        for i, name in enumerate(others):
+            ax.barh([j + (i - (len(others) - 1) / 2) * width for j in range(len(labels))],
+                    [r[f"speedup_{key}_vs_{name}"] for r, key in zip(rows, keys, strict=True)], width,
+                    label=f"vs {name}")
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.set_yticks(list(range(len(labels))), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("speed-up of our block (x, median times, same run)")
+        r = comparison_rows[0]
+        ax.set_title(f"RCCA block R={r['recurrence']}, {r['layout']}, {r['height']}x{r['width']}")
+        ax.legend(loc="lower right")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

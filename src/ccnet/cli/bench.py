@@ -35,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
                                                      layouts=args.layouts, device=device,
                                                      repeats=max(1, args.repeats // 2), dtype=dtype)
         tables.append(report.block_table(results["block"]))
+        results["block_vs_baselines"] = attention.block_comparison(tuple(args.block_size), args.block_channels,
+                                                                   batches=args.batches, dtype=dtype, device=device,
+                                                                   repeats=args.repeats)
+        tables.append(report.block_comparison_table(results["block_vs_baselines"]))
     if "model" in parts:
         results["model"] = model_benchmark(backbone=args.model_backbone, inference_size=tuple(args.model_size),
                                            train_size=tuple(args.model_train_size), batch=args.model_batch,
@@ -78,14 +82,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmark the attention op, the RCCA block and the whole model",
                            description="Criss-cross attention against the official and mmcv algorithms (time, "
                                        "GFLOP/s, peak memory), RCCA against non-local blocks (FLOPs by "
-                                       "FlopCounterMode, memory), whole-model speed NCHW vs channels-last. "
+                                       "FlopCounterMode, memory), our RCCA block (R=2, NCHW) against the same "
+                                       "block built on the official and mmcv algorithms, whole-model speed NCHW "
+                                       "vs channels-last. "
                                        "Candidates run round-robin in one process; ratios come from the same run.")
     bench.add_argument("parts", nargs="*", default=["op", "block"], choices=["op", "block", "model", "all"],
                        help="what to measure (default: op block; model takes minutes on a CPU)")
     bench.add_argument("--sizes", nargs="+", default=["cityscapes-769", "cityscapes-512x1024", "ade20k-512"],
                        help="op feature sizes: cityscapes-769 (97x97), cityscapes-512x1024 (64x128), ade20k-512 "
                             "(64x64), or HxW")
-    bench.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="batch sizes (default: 1 8)")
+    bench.add_argument("--batches", type=int, nargs="+", default=[1, 8],
+                       help="batch sizes of the op and of the block comparison (default: 1 8)")
     bench.add_argument("--channels", type=int, nargs="+", default=[256, 512], help="value channels (default: 256 512)")
     bench.add_argument("--qk-channels", type=int, default=64, help="query/key channels (default: %(default)s)")
     bench.add_argument("--layouts", nargs="+", default=["nchw", "channels_last"], choices=["nchw", "channels_last"],

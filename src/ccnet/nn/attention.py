@@ -13,6 +13,7 @@ from ccnet.ops import (
     criss_cross_attention,
     criss_cross_attention_3d,
     criss_cross_attention_weights,
+    criss_cross_block,
     non_local_attention,
 )
 
@@ -37,13 +38,16 @@ class _ResidualAttention(nn.Module):
         self.value_conv = self.conv(in_channels, in_channels, kernel_size=1)
         self.gamma = nn.Parameter(torch.full((1,), float(gamma_init)))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _check_input(self, x: Tensor) -> None:
         ndim = self.query_conv.weight.dim()
         if x.dim() != ndim or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"{type(self).__name__}({self.in_channels}) expects {ndim}D input with {self.in_channels} "
                 f"channels, got shape {tuple(x.shape)}"
             )
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
         out = self._attend(self.query_conv(x), self.key_conv(x), self.value_conv(x))
         if not torch.is_grad_enabled() and out.dtype == x.dtype == torch.result_type(out, self.gamma):
             return out.mul_(self.gamma).add_(x)  # inference: in place, no map-sized temporaries
@@ -59,11 +63,21 @@ class _ResidualAttention(nn.Module):
 class _CrissCrossBlock(_ResidualAttention):
     """A residual attention block whose attention is criss-cross attention (2D or 3D). Its
     operator takes a ``backend`` (:func:`ccnet.ops.criss_cross_attention`: ``"auto"``,
-    ``"function"``, ``"composite"`` or ``"triton"``), so a model can opt in to an implementation."""
+    ``"function"``, ``"composite"`` or ``"triton"``), so a model can opt in to an implementation.
+
+    With the ``"function"`` backend (the default) the whole block runs as one op,
+    :func:`ccnet.ops.criss_cross_block`: the same values and gradients as the composition of
+    convs and attention, without its layout transposes in NCHW models."""
 
     def __init__(self, in_channels: int, reduction: int = 8, gamma_init: float = 0.0, backend: str = "auto") -> None:
         super().__init__(in_channels, reduction, gamma_init)
         self.backend = check_backend(backend)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        q, k, v = self.query_conv, self.key_conv, self.value_conv
+        return criss_cross_block(x, q.weight, q.bias, k.weight, k.bias, v.weight, v.bias, self.gamma,
+                                 backend=self.backend)
 
     def _attend(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
         return type(self).attend(query, key, value, backend=self.backend)

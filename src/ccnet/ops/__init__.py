@@ -1,6 +1,7 @@
 """Functional operators: criss-cross attention (2D and 3D; implementations chosen by ``backend``),
-its attention weights, and dense references."""
+its attention weights, the attention block as one op, and dense references."""
 
+from ccnet.ops.attention_block import criss_cross_block
 from ccnet.ops.criss_cross import (
     BACKENDS,
     check_backend,
@@ -25,6 +26,7 @@ __all__ = [
     "criss_cross_attention_matrix_reference",
     "criss_cross_attention_reference",
     "criss_cross_attention_weights",
+    "criss_cross_block",
     "criss_cross_mask",
     "non_local_attention",
 ]

@@ -158,8 +158,9 @@ def _layout_like(x: Tensor, reference: Tensor) -> Tensor:
 
 
 def _aggregate(attention: list[Tensor], v: Tensor) -> Tensor:
-    """``out = sum over axes of attention_axis @ v`` on channels-last ``v``."""
-    out = torch.empty_like(v)
+    """``out = sum over axes of attention_axis @ v`` on channels-last ``v`` (contiguous, or a
+    channel slice of a contiguous tensor); ``out`` is contiguous."""
+    out = v.new_empty(v.shape)
     axes = len(attention)
     for i, axis in enumerate(reversed(range(axes))):  # the last axis first: a plain overwrite
         _bmm_into(out, attention[axis].to(v.dtype), v, v.shape, axis, accumulate=i > 0)
@@ -175,9 +176,17 @@ def _lines_layout(query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Te
 def criss_cross_forward(query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
     """Forward on ``(B, C, *spatial)`` tensors: the output (contiguous for a contiguous value,
     channels-last otherwise) and the per-position log-sum-exp ``(B, *spatial)`` that backward needs."""
-    q, k, v = _lines_layout(query, key, value)
+    out, lse = forward_channels_last(*_lines_layout(query, key, value))
+    return _layout_like(out, value), lse
+
+
+def forward_channels_last(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """Forward on channels-last ``(B, *spatial, C)`` tensors, q and k in the energy dtype. Each may
+    also be a channel slice of a larger contiguous tensor (a fused q/k/v projection): line views
+    and BLAS operands only need a unit channel stride. Returns the contiguous output and the
+    log-sum-exp."""
     attention, lse = _attention(q, k)
-    return _layout_like(_aggregate(attention, v), value), lse
+    return _aggregate(attention, v), lse
 
 
 def criss_cross_backward(
@@ -190,8 +199,20 @@ def criss_cross_backward(
     ``dq = dE @ k``, ``dk = dE^T @ q``. Returned in the inputs' dtypes and layouts.
     """
     q, k, v = _lines_layout(query, key, value)
-    axes = q.dim() - 2
     grad = _channels_last(grad_out, v.dtype)  # also materialises expanded (zero-stride) gradients
+    grad_q, grad_k, grad_v, _ = backward_channels_last(grad, q, k, v, lse)
+    return (_layout_like(grad_q.to(query.dtype), query), _layout_like(grad_k.to(key.dtype), key),
+            _layout_like(grad_v, value))
+
+
+def backward_channels_last(
+    grad: Tensor, q: Tensor, k: Tensor, v: Tensor, lse: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Backward on channels-last tensors (as :func:`forward_channels_last`; ``grad`` contiguous in
+    the value dtype): contiguous gradients of q, k (energy dtype) and v, and ``D``, each
+    position's ``<grad, out>`` ``(B, *spatial)``, which is also the gradient of a scale on the
+    output (the block's ``gamma``) per position."""
+    axes = q.dim() - 2
     attention, _ = _attention(q, k, lse)
 
     grad_energy = []
@@ -204,15 +225,14 @@ def criss_cross_backward(
     for axis, (a, da) in enumerate(zip(attention, grad_energy, strict=True)):
         da.addcmul_(a, _to_lines_order(delta, q.shape, axis), value=-1)  # dE = A * dA - A * D
 
-    grad_v = torch.empty_like(v)
-    grad_q, grad_k = torch.empty_like(q), torch.empty_like(k)
+    grad_v = v.new_empty(v.shape)
+    grad_q, grad_k = q.new_empty(q.shape), k.new_empty(k.shape)
     for i, axis in enumerate(reversed(range(axes))):
         accumulate = i > 0
         _bmm_into(grad_v, attention[axis].to(v.dtype).transpose(-1, -2), grad, v.shape, axis, accumulate)
         _bmm_into(grad_q, grad_energy[axis], k, q.shape, axis, accumulate)
         _bmm_into(grad_k, grad_energy[axis].transpose(-1, -2), q, q.shape, axis, accumulate)
-    return (_layout_like(grad_q.to(query.dtype), query), _layout_like(grad_k.to(key.dtype), key),
-            _layout_like(grad_v, value))
+    return grad_q, grad_k, grad_v, delta
 
 
 class CrissCrossFunction(torch.autograd.Function):
