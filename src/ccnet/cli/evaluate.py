@@ -11,6 +11,7 @@ EPILOG = """examples:
   ccnet evaluate --checkpoint runs/x/checkpoints/latest.pt                      # its own config and val set
   ccnet evaluate --checkpoint ck.pt data.root=/data/cityscapes eval.mode=slide eval.crop_size=[769,769]
   ccnet evaluate configs/cityscapes_official.yaml data.root=/data/cityscapes --predictions preds/
+  ccnet evaluate --checkpoint runs/video/checkpoints/latest.pt video.attention=2d   # CCNet3D run per frame
 """
 
 
@@ -27,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
             config = config_from_items(args.config)
             dataset = build_val_dataset(config, args.split)
             ctx = init_distributed("cpu")
-            confusion = evaluate_predictions(args.predictions, dataset, progress=ctx.is_main)
+            frames = getattr(dataset, "frame_dataset", dataset)  # clips: their annotated frames, each once
+            confusion = evaluate_predictions(args.predictions, frames, progress=ctx.is_main)
         else:
             model, config, model_info = model_from_checkpoint(args.checkpoint, args.config)
             ctx = init_distributed(config.device)

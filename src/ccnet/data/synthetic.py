@@ -128,6 +128,28 @@ def _uniform_int(rng: np.random.Generator, lo: int, hi: int) -> int:
     return lo if hi <= lo else int(rng.integers(lo, hi + 1))
 
 
+def paint_local_object(image: np.ndarray, label: np.ndarray, cls: int, box: tuple[int, int, int, int],
+                       ellipse: bool, params: dict) -> None:
+    """Paint a locally recognisable object (stripes, checker or solid; ``params`` from the
+    layout) into float ``image`` and ``label`` at ``box`` = (y, x, h, w), in place."""
+    y, x, h, w = box
+    mask = _ellipse_mask(h, w) if ellipse else np.ones((h, w), dtype=bool)
+    yy = np.arange(y, y + h)[:, None]
+    xx = np.arange(x, x + w)[None, :]
+    if cls == STRIPES:
+        o = params["orientation"]
+        coord = yy + 0 * xx if o == 0 else xx + 0 * yy if o == 1 else yy + xx if o == 2 else yy - xx + image.shape[1]
+        colour = _STRIPE_COLOURS[((coord + params["phase"]) // max(2, params["period"] // 2)) % 2]
+    elif cls == CHECKER:
+        c = params["cell"]
+        colour = _CHECKER_COLOURS[((yy // c) + (xx // c)) % 2]
+    else:
+        colour = np.broadcast_to(_SOLID_COLOUR, (h, w, 3))
+    patch = image[y:y + h, x:x + w]
+    patch[mask] = colour[mask]
+    label[y:y + h, x:x + w][mask] = cls
+
+
 class SyntheticContextDataset(Dataset):
     """Scenes whose grey objects are classified by the colour of a distant key marker.
 
@@ -295,22 +317,8 @@ class SyntheticContextDataset(Dataset):
         image[:] = (gy + gx)[:, :, None] + scene["background"].astype(np.float32)
 
         # Local-texture objects.
-        for cls, (y, x, h, w), ellipse, p in scene["local_objects"]:
-            mask = _ellipse_mask(h, w) if ellipse else np.ones((h, w), dtype=bool)
-            yy = np.arange(y, y + h)[:, None]
-            xx = np.arange(x, x + w)[None, :]
-            if cls == STRIPES:
-                o = p["orientation"]
-                coord = yy + 0 * xx if o == 0 else xx + 0 * yy if o == 1 else yy + xx if o == 2 else yy - xx + W
-                colour = _STRIPE_COLOURS[((coord + p["phase"]) // max(2, p["period"] // 2)) % 2]
-            elif cls == CHECKER:
-                c = p["cell"]
-                colour = _CHECKER_COLOURS[((yy // c) + (xx // c)) % 2]
-            else:
-                colour = np.broadcast_to(_SOLID_COLOUR, (h, w, 3))
-            patch = image[y:y + h, x:x + w]
-            patch[mask] = colour[mask]
-            label[y:y + h, x:x + w][mask] = cls
+        for cls, box, ellipse, p in scene["local_objects"]:
+            paint_local_object(image, label, cls, box, ellipse, p)
 
         # Grey context objects: one appearance for all three classes.
         cls = scene["key_class"]

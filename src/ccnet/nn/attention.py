@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -32,13 +33,16 @@ class _ResidualAttention(nn.Module):
         self.gamma = nn.Parameter(torch.full((1,), float(gamma_init)))
 
     def forward(self, x: Tensor) -> Tensor:
+        return self._residual(x, type(self).attend)
+
+    def _residual(self, x: Tensor, attend: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Tensor:
         ndim = self.query_conv.weight.dim()
         if x.dim() != ndim or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"{type(self).__name__}({self.in_channels}) expects {ndim}D input with {self.in_channels} "
                 f"channels, got shape {tuple(x.shape)}"
             )
-        out = type(self).attend(self.query_conv(x), self.key_conv(x), self.value_conv(x))
+        out = attend(self.query_conv(x), self.key_conv(x), self.value_conv(x))
         if not torch.is_grad_enabled() and out.dtype == x.dtype == torch.result_type(out, self.gamma):
             return out.mul_(self.gamma).add_(x)  # inference: in place, no map-sized temporaries
         return torch.addcmul(x, self.gamma, out)  # gamma * out + x in one op
@@ -57,6 +61,29 @@ class CrissCrossAttention(_ResidualAttention):
     """
 
     attend = staticmethod(criss_cross_attention)
+
+    def forward(self, x: Tensor, frames: int | None = None) -> Tensor:
+        """``x``: ``(B, C, H, W)`` images; or, with ``frames=T``, ``B // T`` clips of ``T``
+        consecutive frames stored frame by frame, ``(clips * T, C, H, W)``: every position then
+        attends along its T-, H- and W-lines within its clip (3D criss-cross attention), with the
+        same 1x1 projections. ``frames=1`` gives the same values as the 2D attention."""
+        if frames is None:
+            return super().forward(x)
+        return self._residual(x, functools.partial(clip_criss_cross_attention, frames=frames))
+
+
+def clip_criss_cross_attention(query: Tensor, key: Tensor, value: Tensor, frames: int) -> Tensor:
+    """3D criss-cross attention on clips stored frame by frame: ``(clips * frames, C, H, W)``
+    tensors, consecutive ``frames`` entries forming one clip. Views in and out (a channels-last
+    frame tensor is a channels-last-3d clip tensor: the operator's fast path)."""
+    if frames < 1 or query.shape[0] % frames:
+        raise ValueError(f"a batch of {query.shape[0]} frames does not split into clips of {frames} frames")
+
+    def clip(t: Tensor) -> Tensor:  # (N*T, C, H, W) -> (N, C, T, H, W)
+        return t.unflatten(0, (t.shape[0] // frames, frames)).transpose(1, 2)
+
+    out = criss_cross_attention_3d(clip(query), clip(key), clip(value))
+    return out.transpose(1, 2).flatten(0, 1)
 
 
 class CrissCrossAttention3d(_ResidualAttention):
