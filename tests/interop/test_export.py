@@ -110,3 +110,21 @@ def test_compile_model_dynamic_sizes():
         for shape in [(2, 3, 33, 47), (2, 3, 25, 19)]:
             x = torch.randn(shape, generator=torch.Generator().manual_seed(shape[2]))
             torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_video_model_export_with_dynamic_frames_height_and_width(tmp_path):
+    import onnxruntime as ort
+
+    from ccnet.models import CCNet3D
+
+    video = CCNet3D.from_ccnet(_tiny_model(1))
+    result = export_onnx(video, tmp_path / "video.onnx", height=33, width=41, frames=3)
+    # Checked at (1, 3, 3, 33, 41) and with another batch, T, H and W.
+    assert set(result.max_abs_diff) == {(1, 3, 3, 33, 41), (2, 3, 2, 17, 21)}
+    assert max(result.max_abs_diff.values()) <= 1e-4
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    x = torch.randn(1, 3, 1, 25, 19, generator=torch.Generator().manual_seed(5)) * 2  # one frame: the 2D model
+    (got,) = session.run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        expected = _tiny_model(1)(x[:, :, 0])["out"].numpy()
+    assert got.shape == (1, 3, 1, 25, 19) and np.abs(got[:, :, 0] - expected).max() <= 1e-4

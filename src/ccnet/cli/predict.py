@@ -10,9 +10,9 @@ from ccnet.cli.common import model_from_checkpoint
 EPILOG = """examples:
   ccnet predict --checkpoint ck.pt street.png --output out/
   ccnet predict --checkpoint ck.pt "photos/*.jpg" photos2/ --output out/ --batch-size 4
-  ccnet predict --checkpoint ck.pt big.png --output out/ eval.mode=slide eval.crop_size=[769,769]
+  ccnet predict --checkpoint ck.pt big.png eval.mode=slide eval.crop_size=[769,769] --output out/
   ccnet predict --checkpoint video_run/checkpoints/latest.pt drive.mp4 --output out/ --mp4   # CCNet3D
-  ccnet predict --checkpoint video_run/model frames/0001TP/ --output out/ video.clip_length=5
+  ccnet predict --checkpoint video_run/model frames/0001TP/ video.clip_length=5 --output out/
 """
 
 
