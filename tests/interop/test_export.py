@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from tests.helpers import randomise_norms
 
 from ccnet.interop import compile_model, export_onnx
 from ccnet.models import CCNet
@@ -14,14 +15,7 @@ from ccnet.nn import RCCAHead
 def _tiny_model(seed=0) -> CCNet:
     torch.manual_seed(seed)
     model = CCNet(3, backbone="resnet18", stem_widths=(8, 8, 16), head_channels=32, aux_channels=16).eval()
-    with torch.no_grad():  # non-trivial norms and attention
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 1.5)
-        model.head.cca.gamma.fill_(0.8)
+    randomise_norms(model)  # non-trivial norms and attention
     model.class_names = ("a", "b", "c")
     model.palette = ((0, 0, 0), (255, 0, 0), (0, 255, 0))
     return model

@@ -3,6 +3,7 @@ per-frame mode, shapes, and the model folder round trip with 2D weights in and o
 
 import pytest
 import torch
+from tests.helpers import randomise_norms
 
 import ccnet
 from ccnet.models import CCNet, CCNet3D, create_model
@@ -11,23 +12,10 @@ from ccnet.nn import RCCAHead
 TINY = dict(backbone="resnet18", stem_widths=(8, 8, 16), head_channels=16, aux_channels=8, output_stride=8)
 
 
-def _randomise(model: torch.nn.Module) -> torch.nn.Module:
-    """Non-trivial norms and a strong attention (gamma 0.8), so no path is an identity."""
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 1.5)
-        model.head.cca.gamma.fill_(0.8)
-    return model
-
-
 @pytest.fixture(scope="module")
 def model_2d() -> CCNet:
     torch.manual_seed(0)
-    return _randomise(CCNet(5, consistency=True, **TINY)).double().eval()
+    return randomise_norms(CCNet(5, consistency=True, **TINY)).double().eval()
 
 
 def test_one_frame_clip_equals_the_2d_model(model_2d):

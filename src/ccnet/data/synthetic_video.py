@@ -40,12 +40,10 @@ about 1 ms per frame.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from ccnet.data.clips import normalize_clip
 from ccnet.data.info import DatasetInfo
@@ -56,8 +54,8 @@ from ccnet.data.synthetic import (
     KEY_FRAME_COLOUR,
     LOCAL_CLASSES,
     SYNTHETIC_INFO,
+    RenderedDataset,
     _ellipse_mask,
-    _Names,
     _uniform_int,
     paint_local_object,
 )
@@ -67,11 +65,9 @@ __all__ = ["SIDES", "SYNTHETIC_VIDEO_INFO", "SyntheticVideoDataset"]
 SYNTHETIC_VIDEO_INFO = DatasetInfo(name="synthetic_video", class_names=SYNTHETIC_INFO.class_names,
                                    palette=SYNTHETIC_INFO.palette, ignore_index=SYNTHETIC_INFO.ignore_index)
 SIDES = ("top", "bottom", "left", "right")
-_DEFAULT_NUM_SAMPLES = {"train": 100_000}
-_DEFAULT_EVAL_SAMPLES = 32
 
 
-class SyntheticVideoDataset(Dataset):
+class SyntheticVideoDataset(RenderedDataset):
     """Clips whose grey objects are classified by a key band shown in one frame only.
 
     See the module docstring for the design. ``render(index)`` / ``load(index)`` return
@@ -79,6 +75,10 @@ class SyntheticVideoDataset(Dataset):
     ``{"image": float (3, T, H, W), "label": int64 (T, H, W), "score": bool (T,) (all True),
     "name": f"{split}_{index:06d}"}`` after ``transform`` (ImageNet normalisation when None).
     """
+
+    default_transform = staticmethod(normalize_clip)
+    default_eval_samples = 32
+    min_size = 32
 
     def __init__(
         self,
@@ -93,50 +93,18 @@ class SyntheticVideoDataset(Dataset):
         key_gap: float = 0.15,
         max_speed: float = 0.04,
     ) -> None:
-        if not isinstance(split, str) or not split:
-            raise ValueError(f"split must be a non-empty string, got {split!r}")
-        size = tuple(int(s) for s in size)
-        if len(size) != 2 or min(size) < 32:
-            raise ValueError(f"size must be (H, W) with both >= 32, got {size!r}")
+        super().__init__(split, num_samples, size, seed, transform)
         if clip_length < 1:
             raise ValueError(f"clip_length must be >= 1, got {clip_length}")
-        if num_samples is None:
-            num_samples = _DEFAULT_NUM_SAMPLES.get(split, _DEFAULT_EVAL_SAMPLES)
-        if num_samples < 0:
-            raise ValueError(f"num_samples must be >= 0, got {num_samples}")
         if not 0 < key_size < 0.3 or not 0 <= key_gap < 0.3 or not 0 <= max_speed < 0.2:
             raise ValueError(f"need 0 < key_size < 0.3, 0 <= key_gap < 0.3, 0 <= max_speed < 0.2; got "
                              f"{key_size}, {key_gap}, {max_speed}")
-        self.split = split
-        self.size: tuple[int, int] = size  # type: ignore[assignment]
         self.clip_length = int(clip_length)
-        self.seed = int(seed)
-        self.transform = transform
         self.key_size, self.key_gap, self.max_speed = float(key_size), float(key_gap), float(max_speed)
         self.info = SYNTHETIC_VIDEO_INFO
-        self.samples = _Names(split, int(num_samples))
-        self._split_key = zlib.crc32(split.encode())
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> dict:
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} clips")
-        images, labels = self.render(index)
-        transform = self.transform if self.transform is not None else normalize_clip
-        image_t, label_t = transform(images, labels)
-        return {"image": image_t, "label": label_t, "score": torch.ones(self.clip_length, dtype=torch.bool),
-                "name": self.samples[index]}
-
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Same as :meth:`render` (the name the evaluator uses)."""
-        return self.render(index)
-
-    def rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed & 0xFFFFFFFF, self._split_key, int(index)])
+    def extras(self, index: int) -> dict:
+        return {"score": torch.ones(self.clip_length, dtype=torch.bool)}  # every frame is annotated
 
     # ------------------------------------------------------------------------------------------
     def layout(self, index: int) -> dict:

@@ -61,12 +61,7 @@ class CCNet3D(CCNet):
         frames = x.shape[2]
         stages = self.backbone(clips_to_frames(x))
         logits, embedding = self.head(stages[3], frames=frames if self.temporal else None)
-        outputs = {"out": logits}
-        if self.training:
-            if self.aux_head is not None:
-                outputs["aux"] = self.aux_head(stages[2])
-            if embedding is not None:
-                outputs["embedding"] = embedding
+        outputs = self._outputs(logits, embedding, stages)
         if upsample:
             outputs.update({name: self._resize(outputs[name], x.shape[-2:]) for name in ("out", "aux")
                             if name in outputs})
