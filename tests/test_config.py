@@ -108,3 +108,13 @@ def test_yaml_1_1_words_stay_strings(tmp_path):
     assert config.amp == "off" and config.channels_last is True
     with pytest.raises(ConfigError, match="'channels_last' expects bool"):
         apply_overrides(Config(), ["channels_last=yes"])
+
+
+def test_video_configs():
+    configs = Path(__file__).parents[1] / "configs"
+    camvid = load_config(configs / "camvid_ccnet3d.yaml")
+    assert camvid.is_video and camvid.video.clip_length == 5 and camvid.data.dataset == "camvid_video"
+    assert (camvid.model.backbone, camvid.model.recurrence) == ("resnet101", 3)
+    synthetic = load_config(configs / "synthetic_video.yaml")
+    assert synthetic.is_video and synthetic.video.attention == "3d" and synthetic.model.recurrence == 2
+    assert not Config().is_video

@@ -6,13 +6,14 @@ Subpackages: :mod:`ccnet.ops` (functional operators), :mod:`ccnet.nn` (layers),
 
 from ccnet import losses, models, nn, ops, viz
 from ccnet.interop import convert, export_onnx, init_backbone_from, load_backbone, load_pretrained
-from ccnet.models import CCNet, create_model
+from ccnet.models import CCNet, CCNet3D, create_model
 from ccnet.nn import CrissCrossAttention, CrissCrossAttention3d, RCCAHead
 from ccnet.ops import criss_cross_attention, criss_cross_attention_3d
 from ccnet.version import __version__
 
 __all__ = [
     "CCNet",
+    "CCNet3D",
     "CrissCrossAttention",
     "CrissCrossAttention3d",
     "RCCAHead",

@@ -76,7 +76,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "synthetic"  # cityscapes, ade20k, lip, camvid, voc, folder, synthetic
+    # cityscapes, ade20k, lip, camvid, voc, folder, synthetic; clips (CCNet3D): camvid_video, synthetic_video
+    dataset: str = "synthetic"
     root: str | None = None
     train_split: str = "train"
     val_split: str = "val"
@@ -147,6 +148,26 @@ class EvalConfig:
     channels_last: bool = True
 
 
+# Datasets of clips: training and evaluation on them use the video model, CCNet3D.
+VIDEO_DATASETS = ("camvid_video", "synthetic_video")
+
+
+@dataclass
+class VideoConfig:
+    """Clips, for the video datasets (``data.dataset`` in :data:`VIDEO_DATASETS`; the model is
+    then :class:`ccnet.models.CCNet3D` with the ``model`` settings)."""
+
+    clip_length: int = 5  # T frames per clip (the TPAMI CamVid setting)
+    clip_stride: int = 1  # training clips start every N annotated frames (1..clip_length)
+    eval_clip_stride: int | None = None  # evaluation clips (null: clip_length, each frame processed once)
+    # 3d: attention across the clip (CCNet3D); 2d: within each frame only, the same network run
+    # frame by frame (the baseline). The weights are the same either way.
+    attention: str = "3d"
+    # camvid_video: a folder of all extracted video frames (<sequence>/<frame number>.png): clips of
+    # clip_length raw frames around each annotated frame instead of consecutive annotated frames.
+    frames_root: str | None = None
+
+
 @dataclass
 class DetectionConfig:
     """Mask R-CNN with a context block in its ResNet-FPN backbone (``task: detection``; the code is
@@ -202,9 +223,15 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def is_video(self) -> bool:
+        """True for a dataset of clips: the model is CCNet3D."""
+        return self.data.dataset in VIDEO_DATASETS
 
     def run_name(self) -> str:
         """``name``, or what is trained: the dataset (a folder dataset: its root folder's name)."""

@@ -216,3 +216,19 @@ def test_cli_bench_on_a_machine_without_cuda(capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["bench", "op", "--device", "cuda"]) == 2
     assert "--device cuda: CUDA is not available" in capsys.readouterr().err
+
+
+def test_clip_benchmark_3d_against_2d_block_flops_match_the_formula():
+    frames, h, w, c, cq = 3, 6, 7, 16, 4
+    rows = attention.clip_benchmark((frames, h, w), channels=c, reduction=4, recurrences=(2,), layouts=["nchw"],
+                                    repeats=1, log=lambda _: None)
+    by_key = {(r["attention"], r["recurrence"]): r for r in rows}
+    n = frames * h * w
+    convs = 2 * n * c * (2 * cq + c)
+    three_d = convs + 2 * n * (frames + h + w) * (cq + c)  # the counter sees T + H + W path entries
+    two_d = convs + 2 * n * (h + w) * (cq + c)
+    assert by_key[("3d", 2)]["gflops"] * 1e9 == pytest.approx(2 * three_d)
+    assert by_key[("2d", 2)]["gflops"] * 1e9 == pytest.approx(2 * two_d)
+    assert all(r["forward_backward_peak_mb"] > 0 and r["forward_backward_ms"] > 0 for r in rows)
+    table = report.clip_table(rows)
+    assert "| 3d | 2 | nchw |" in table and "nchw, R=2: 3D / 2D =" in table

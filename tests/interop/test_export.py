@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from tests.helpers import randomise_norms
 
 from ccnet.interop import compile_model, export_onnx
 from ccnet.models import CCNet
@@ -14,14 +15,7 @@ from ccnet.nn import RCCAHead
 def _tiny_model(seed=0) -> CCNet:
     torch.manual_seed(seed)
     model = CCNet(3, backbone="resnet18", stem_widths=(8, 8, 16), head_channels=32, aux_channels=16).eval()
-    with torch.no_grad():  # non-trivial norms and attention
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 1.5)
-        model.head.cca.gamma.fill_(0.8)
+    randomise_norms(model)  # non-trivial norms and attention
     model.class_names = ("a", "b", "c")
     model.palette = ((0, 0, 0), (255, 0, 0), (0, 255, 0))
     return model
@@ -110,3 +104,21 @@ def test_compile_model_dynamic_sizes():
         for shape in [(2, 3, 33, 47), (2, 3, 25, 19)]:
             x = torch.randn(shape, generator=torch.Generator().manual_seed(shape[2]))
             torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_video_model_export_with_dynamic_frames_height_and_width(tmp_path):
+    import onnxruntime as ort
+
+    from ccnet.models import CCNet3D
+
+    video = CCNet3D.from_ccnet(_tiny_model(1))
+    result = export_onnx(video, tmp_path / "video.onnx", height=33, width=41, frames=3)
+    # Checked at (1, 3, 3, 33, 41) and with another batch, T, H and W.
+    assert set(result.max_abs_diff) == {(1, 3, 3, 33, 41), (2, 3, 2, 17, 21)}
+    assert max(result.max_abs_diff.values()) <= 1e-4
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    x = torch.randn(1, 3, 1, 25, 19, generator=torch.Generator().manual_seed(5)) * 2  # one frame: the 2D model
+    (got,) = session.run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        expected = _tiny_model(1)(x[:, :, 0])["out"].numpy()
+    assert got.shape == (1, 3, 1, 25, 19) and np.abs(got[:, :, 0] - expected).max() <= 1e-4

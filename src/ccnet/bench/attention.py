@@ -361,3 +361,61 @@ def block_comparison(
 def ceiling(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> dict[str, float]:
     """The run's practical matmul rate (GFLOP/s of a 2048x2048 matrix multiply)."""
     return {"matmul_2048_gflops": matmul_rate(2048, dtype, device)}
+
+
+def clip_benchmark(
+    shape: tuple[int, int, int] = (5, 45, 60),
+    channels: int = 512,
+    reduction: int = 8,
+    recurrences: Iterable[int] = (1, 2, 3),
+    layouts: Iterable[str] = ("nchw", "channels_last"),
+    device: torch.device | str = "cpu",
+    repeats: int = 3,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """The 3D criss-cross block (attention across a clip, as in CCNet3D) against the 2D block
+    (within each frame) on the same clip: ``shape`` = (T, h, w) features of ``channels``
+    channels, stored frame by frame ``(T, C, h, w)`` as CCNet3D holds them; one block, R loops
+    (shared weights). FLOPs counted by FlopCounterMode, forward and forward+backward time
+    (round-robin), peak memory of the forward and of forward+backward; per input layout."""
+    device = torch.device(device)
+    frames, height, width = shape
+    torch.manual_seed(0)
+    block = CrissCrossAttention(channels, reduction, gamma_init=0.5).to(device)
+
+    def looped(loops: int, temporal: bool) -> Callable[[Tensor], Tensor]:
+        def run(inp: Tensor) -> Tensor:
+            for _ in range(loops):
+                inp = block(inp, frames=frames) if temporal else block(inp)
+            return inp
+
+        return run
+
+    candidates = {(kind, r): looped(r, kind == "3d") for r in recurrences for kind in ("3d", "2d")}
+    rows = []
+    for layout in layouts:
+        memory_format = _memory_format(layout)
+        block.to(memory_format=memory_format)
+        x = torch.randn(frames, channels, height, width, device=device).contiguous(memory_format=memory_format)
+        x_grad = x.clone().requires_grad_()
+        grad = torch.randn_like(x)
+        forward = compare_times({k: forward_runner(f, (x,)) for k, f in candidates.items()}, device, warmup=1,
+                                repeats=repeats)
+        train = compare_times({k: forward_backward_runner(f, (x_grad,), grad) for k, f in candidates.items()}, device,
+                              warmup=1, repeats=repeats)
+        for (kind, loops), fn in candidates.items():
+            row = {
+                "attention": kind, "recurrence": loops, "layout": layout, "frames": frames, "height": height,
+                "width": width, "channels": channels,
+                "gflops": count_flops(forward_runner(fn, (x,))) / 1e9,
+                "forward_ms": median(forward[(kind, loops)]),
+                "forward_backward_ms": median(train[(kind, loops)]),
+                "forward_peak_mb": peak_memory_bytes(forward_runner(fn, (x,)), device) / 2**20,
+                "forward_backward_peak_mb": peak_memory_bytes(forward_backward_runner(fn, (x_grad,), grad),
+                                                              device) / 2**20,
+            }
+            log(f"{kind} R={loops} ({layout}): {row['gflops']:.2f} GFLOPs, forward {row['forward_ms']:.1f} ms, "
+                f"fwd+bwd {row['forward_backward_ms']:.1f} ms, peak {row['forward_peak_mb']:.0f} / "
+                f"{row['forward_backward_peak_mb']:.0f} MB")
+            rows.append(row)
+    return rows

@@ -192,3 +192,28 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def clip_table(rows: list[dict[str, Any]]) -> str:
+    """The 3D block against the 2D block on the same clip, and their ratios at equal R."""
+    r0 = rows[0]
+    lines = [f"clip of {r0['frames']} frames, {r0['height']}x{r0['width']} features, {r0['channels']} channels:", "",
+             "| attention | R | layout | GFLOPs | forward ms | fwd+bwd ms | forward peak MB | fwd+bwd peak MB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['attention']} | {r['recurrence']} | {r['layout']} | {r['gflops']:.2f} | "
+                     f"{r['forward_ms']:.1f} | {r['forward_backward_ms']:.1f} | {r['forward_peak_mb']:.0f} | "
+                     f"{r['forward_backward_peak_mb']:.0f} |")
+    lines.append("")
+    by_key = {(r["attention"], r["recurrence"], r["layout"]): r for r in rows}
+    for (kind, loops, layout), three in by_key.items():
+        two = by_key.get(("2d", loops, layout))
+        if kind == "3d" and two is not None:
+            lines.append(
+                f"{layout}, R={loops}: 3D / 2D = {three['gflops'] / two['gflops']:.2f}x FLOPs, "
+                f"{three['forward_ms'] / two['forward_ms']:.2f}x forward time, "
+                f"{three['forward_backward_ms'] / two['forward_backward_ms']:.2f}x forward+backward time, "
+                f"{three['forward_peak_mb'] / two['forward_peak_mb']:.2f}x forward peak memory, "
+                f"{three['forward_backward_peak_mb'] / two['forward_backward_peak_mb']:.2f}x forward+backward peak "
+                "memory.")
+    return "\n".join(lines)

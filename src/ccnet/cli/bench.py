@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     for name in args.sizes:
         attention.feature_size(name)  # unknown names fail before anything is measured
     device = _device(args.device)
-    parts = {"op", "block", "model"} if "all" in args.parts else set(args.parts)
+    parts = {"op", "block", "clip", "model"} if "all" in args.parts else set(args.parts)
     results: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
                                "dtype": args.dtype, **_device_info(device)}
     tables = []
@@ -39,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
                                                                    batches=args.batches, dtype=dtype, device=device,
                                                                    repeats=args.repeats)
         tables.append(report.block_comparison_table(results["block_vs_baselines"]))
+    if "clip" in parts:
+        results["clip"] = attention.clip_benchmark(tuple(args.clip_shape), args.clip_channels, device=device,
+                                                   layouts=args.layouts, repeats=max(1, args.repeats // 2))
+        tables.append(report.clip_table(results["clip"]))
     if "model" in parts:
         results["model"] = model_benchmark(backbone=args.model_backbone, inference_size=tuple(args.model_size),
                                            train_size=tuple(args.model_train_size), batch=args.model_batch,
@@ -83,11 +87,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            description="Criss-cross attention against the official and mmcv algorithms (time, "
                                        "GFLOP/s, peak memory), RCCA against non-local blocks (FLOPs by "
                                        "FlopCounterMode, memory), our RCCA block (R=2, NCHW) against the same "
-                                       "block built on the official and mmcv algorithms, whole-model speed NCHW "
-                                       "vs channels-last. "
+                                       "block built on the official and mmcv algorithms, the 3D block against "
+                                       "the 2D block on one clip (clip), whole-model speed NCHW vs channels-last. "
                                        "Candidates run round-robin in one process; ratios come from the same run.")
-    bench.add_argument("parts", nargs="*", default=["op", "block"], choices=["op", "block", "model", "all"],
-                       help="what to measure (default: op block; model takes minutes on a CPU)")
+    bench.add_argument("parts", nargs="*", default=["op", "block"], choices=["op", "block", "clip", "model", "all"],
+                       help="what to measure (default: op block; clip: 3D vs 2D block on a clip; model takes "
+                            "minutes on a CPU)")
     bench.add_argument("--sizes", nargs="+", default=["cityscapes-769", "cityscapes-512x1024", "ade20k-512"],
                        help="op feature sizes: cityscapes-769 (97x97), cityscapes-512x1024 (64x128), ade20k-512 "
                             "(64x64), or HxW")
@@ -109,6 +114,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--threads", type=int, help="torch CPU threads (default: PyTorch's choice)")
     bench.add_argument("--repeats", type=int, default=5, help="timed rounds per candidate (default: %(default)s)")
     bench.add_argument("--no-memory", action="store_true", help="skip the (slow) peak-memory measurements of the op")
+    bench.add_argument("--clip-shape", type=int, nargs=3, default=[5, 45, 60], metavar=("T", "H", "W"),
+                       help="clip part: frames and feature size (default: 5 45 60, a CamVid clip at stride 8)")
+    bench.add_argument("--clip-channels", type=int, default=512, help="clip part: channels (default: %(default)s)")
     bench.add_argument("--model-backbone", default="resnet101", help="backbone of the whole-model benchmark")
     bench.add_argument("--model-batch", type=int, default=1, help="batch of the whole-model benchmark (default: 1)")
     bench.add_argument("--model-size", type=int, nargs=2, default=[769, 769], metavar=("H", "W"),

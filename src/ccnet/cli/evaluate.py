@@ -19,6 +19,7 @@ EPILOG = """examples:
   ccnet evaluate configs/cityscapes_official.yaml data.root=/data/cityscapes --predictions preds/
   ccnet evaluate --checkpoint runs/coco/checkpoints/latest.pt                   # Mask R-CNN: COCOeval bbox + segm
   ccnet evaluate configs/coco_maskrcnn_r50_rcca.yaml data.root=/data/coco --predictions results.json
+  ccnet evaluate --checkpoint runs/video/checkpoints/latest.pt video.attention=2d   # CCNet3D run per frame
 """
 
 
@@ -37,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
             config = config_from_items(args.config)
             dataset = build_val_dataset(config, args.split)
             ctx = init_distributed("cpu")
-            confusion = evaluate_predictions(args.predictions, dataset, progress=ctx.is_main)
+            frames = getattr(dataset, "frame_dataset", dataset)  # clips: their annotated frames, each once
+            confusion = evaluate_predictions(args.predictions, frames, progress=ctx.is_main)
         else:
             model, config, model_info = model_from_checkpoint(args.checkpoint, args.config)
             ctx = init_distributed(config.device)

@@ -28,7 +28,7 @@ def run_export(args: argparse.Namespace) -> int:
         # the batch size, which breaks the dynamic batch dimension.
         source = source.to(memory_format=torch.contiguous_format)
     result = export_onnx(source, args.output, opset=args.opset, height=args.size[0], width=args.size[1],
-                         check=not args.no_check, normalize=args.normalize)
+                         check=not args.no_check, normalize=args.normalize, frames=args.frames)
     print(f"wrote {args.output}: {result}")
     return 0
 
@@ -45,13 +45,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     conv.set_defaults(func=run_convert)
 
     export = sub.add_parser("export", help="export a model to ONNX (dynamic height/width), checked with onnxruntime",
-                            description="Export to ONNX with dynamic batch, height and width, then compare "
-                                        "onnxruntime with PyTorch on random inputs of odd and non-square sizes.")
+                            description="Export to ONNX with dynamic batch, height and width (and frames, for a "
+                                        "video model), then compare onnxruntime with PyTorch on random inputs of "
+                                        "odd and non-square sizes.")
     export.add_argument("model", help="a ccnet model folder, a training checkpoint (.pt) or a published checkpoint")
     export.add_argument("output", help="the .onnx file to write")
     export.add_argument("--opset", type=int, default=18, help="ONNX opset, 17 or newer (default: %(default)s)")
     export.add_argument("--size", type=int, nargs=2, default=(512, 1024), metavar=("H", "W"),
                         help="example input size used for tracing and checking (default: 512 1024)")
+    export.add_argument("--frames", type=int, default=5, metavar="T",
+                        help="video models (CCNet3D): frames of the example clip; T stays dynamic (default: 5)")
     export.add_argument("--normalize", action="store_true",
                         help="bake the input normalisation into the graph (the model then takes 0..255 RGB)")
     export.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")

@@ -95,8 +95,6 @@ _STRIPE_COLOURS = np.array([[225, 215, 55], [70, 65, 20]], dtype=np.float32)
 _CHECKER_COLOURS = np.array([[205, 55, 205], [235, 200, 235]], dtype=np.float32)
 _SOLID_COLOUR = np.array([240, 150, 40], dtype=np.float32)
 _NOISE_SIGMA = 8.0
-_DEFAULT_NUM_SAMPLES = {"train": 100_000}
-_DEFAULT_EVAL_SAMPLES = 64
 
 class _Names(Sequence):
     """Lazy list of sample names, ``f"{split}_{index:06d}"``."""
@@ -128,7 +126,88 @@ def _uniform_int(rng: np.random.Generator, lo: int, hi: int) -> int:
     return lo if hi <= lo else int(rng.integers(lo, hi + 1))
 
 
-class SyntheticContextDataset(Dataset):
+def paint_local_object(image: np.ndarray, label: np.ndarray, cls: int, box: tuple[int, int, int, int],
+                       ellipse: bool, params: dict) -> None:
+    """Paint a locally recognisable object (stripes, checker or solid; ``params`` from the
+    layout) into float ``image`` and ``label`` at ``box`` = (y, x, h, w), in place."""
+    y, x, h, w = box
+    mask = _ellipse_mask(h, w) if ellipse else np.ones((h, w), dtype=bool)
+    yy = np.arange(y, y + h)[:, None]
+    xx = np.arange(x, x + w)[None, :]
+    if cls == STRIPES:
+        o = params["orientation"]
+        coord = yy + 0 * xx if o == 0 else xx + 0 * yy if o == 1 else yy + xx if o == 2 else yy - xx + image.shape[1]
+        colour = _STRIPE_COLOURS[((coord + params["phase"]) // max(2, params["period"] // 2)) % 2]
+    elif cls == CHECKER:
+        c = params["cell"]
+        colour = _CHECKER_COLOURS[((yy // c) + (xx // c)) % 2]
+    else:
+        colour = np.broadcast_to(_SOLID_COLOUR, (h, w, 3))
+    patch = image[y:y + h, x:x + w]
+    patch[mask] = colour[mask]
+    label[y:y + h, x:x + w][mask] = cls
+
+
+class RenderedDataset(Dataset):
+    """Samples rendered on demand, each a pure function of ``(seed, split, index)``: what the
+    synthetic datasets share. A subclass implements ``render(index) -> (image(s), label(s))``.
+
+    ``dataset[index]`` is ``{"image", "label", "name": f"{split}_{index:06d}"}`` after
+    ``transform`` (``default_transform`` when None), plus :meth:`extras`.
+    """
+
+    default_transform = staticmethod(normalize)
+    default_train_samples = 100_000  # split "train"; any other split: default_eval_samples
+    default_eval_samples = 64
+    min_size = 8
+
+    def __init__(self, split: str, num_samples: int | None, size: tuple[int, int], seed: int,
+                 transform: Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, torch.Tensor]] | None) -> None:
+        if not isinstance(split, str) or not split:
+            raise ValueError(f"split must be a non-empty string, got {split!r}")
+        size = tuple(int(s) for s in size)
+        if len(size) != 2 or min(size) < self.min_size:
+            raise ValueError(f"size must be (H, W) with both >= {self.min_size}, got {size!r}")
+        if num_samples is None:
+            num_samples = self.default_train_samples if split == "train" else self.default_eval_samples
+        if num_samples < 0:
+            raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+        self.split = split
+        self.size: tuple[int, int] = size  # type: ignore[assignment]
+        self.seed = int(seed)
+        self.transform = transform
+        self.samples = _Names(split, int(num_samples))
+        self._split_key = zlib.crc32(split.encode())
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def extras(self, index: int) -> dict:
+        """More entries of ``dataset[index]`` (none here)."""
+        return {}
+
+    def __getitem__(self, index: int) -> dict:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        image, label = self.render(index)
+        transform = self.transform if self.transform is not None else self.default_transform
+        image_t, label_t = transform(image, label)
+        return {"image": image_t, "label": label_t, "name": self.samples[index], **self.extras(index)}
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Same as :meth:`render` (the name the evaluator uses)."""
+        return self.render(index)
+
+    def rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed & 0xFFFFFFFF, self._split_key, int(index)])
+
+
+class SyntheticContextDataset(RenderedDataset):
     """Scenes whose grey objects are classified by the colour of a distant key marker.
 
     See the module docstring for the design. ``render(index)`` / ``load(index)`` return
@@ -155,15 +234,7 @@ class SyntheticContextDataset(Dataset):
         key_gap: float = 0.2,
         aligned_prob: float = 0.5,
     ) -> None:
-        if not isinstance(split, str) or not split:
-            raise ValueError(f"split must be a non-empty string, got {split!r}")
-        size = tuple(int(s) for s in size)
-        if len(size) != 2 or min(size) < 8:
-            raise ValueError(f"size must be (H, W) with both >= 8, got {size!r}")
-        if num_samples is None:
-            num_samples = _DEFAULT_NUM_SAMPLES.get(split, _DEFAULT_EVAL_SAMPLES)
-        if num_samples < 0:
-            raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+        super().__init__(split, num_samples, size, seed, transform)
         if key_label not in ("class", "ignore"):
             raise ValueError(f"key_label must be 'class' or 'ignore', got {key_label!r}")
         if not 0 < key_size < 0.5:
@@ -174,33 +245,7 @@ class SyntheticContextDataset(Dataset):
             raise ValueError(f"aligned_prob must be in [0, 1], got {aligned_prob!r}")
         self.aligned_prob = float(aligned_prob)
         self.key_label = key_label
-        self.split = split
-        self.size: tuple[int, int] = size  # type: ignore[assignment]
-        self.seed = int(seed)
-        self.transform = transform
         self.info = self.INFO
-        self.samples = _Names(split, int(num_samples))
-        self._split_key = zlib.crc32(split.encode())
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> dict:
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} samples")
-        image, label = self.render(index)
-        transform = self.transform if self.transform is not None else normalize
-        image_t, label_t = transform(image, label)
-        return {"image": image_t, "label": label_t, "name": self.samples[index]}
-
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Same as :meth:`render` (the name the evaluator uses)."""
-        return self.render(index)
-
-    def rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed & 0xFFFFFFFF, self._split_key, int(index)])
 
     # ------------------------------------------------------------------------------------------
     def layout(self, index: int) -> dict:
@@ -295,22 +340,8 @@ class SyntheticContextDataset(Dataset):
         image[:] = (gy + gx)[:, :, None] + scene["background"].astype(np.float32)
 
         # Local-texture objects.
-        for cls, (y, x, h, w), ellipse, p in scene["local_objects"]:
-            mask = _ellipse_mask(h, w) if ellipse else np.ones((h, w), dtype=bool)
-            yy = np.arange(y, y + h)[:, None]
-            xx = np.arange(x, x + w)[None, :]
-            if cls == STRIPES:
-                o = p["orientation"]
-                coord = yy + 0 * xx if o == 0 else xx + 0 * yy if o == 1 else yy + xx if o == 2 else yy - xx + W
-                colour = _STRIPE_COLOURS[((coord + p["phase"]) // max(2, p["period"] // 2)) % 2]
-            elif cls == CHECKER:
-                c = p["cell"]
-                colour = _CHECKER_COLOURS[((yy // c) + (xx // c)) % 2]
-            else:
-                colour = np.broadcast_to(_SOLID_COLOUR, (h, w, 3))
-            patch = image[y:y + h, x:x + w]
-            patch[mask] = colour[mask]
-            label[y:y + h, x:x + w][mask] = cls
+        for cls, box, ellipse, p in scene["local_objects"]:
+            paint_local_object(image, label, cls, box, ellipse, p)
 
         # Grey context objects: one appearance for all three classes.
         cls = scene["key_class"]

@@ -36,6 +36,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A
 
 __all__ = [
+    "ClipTransform",
     "HorizontalFlipWithLabelSwap",
     "SegmentationTransform",
     "build_eval_transform",
@@ -132,19 +133,43 @@ class SegmentationTransform:
             # other (Compose(seed=...) would give each transform its own copy of the same stream).
             self.augment.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
+    def _follow_torch_seed(self) -> None:
+        if not self._fixed_seed:
+            seed = torch.initial_seed()
+            if seed != self._seeded_from:
+                self._seeded_from = seed
+                self._reseed(seed)
+
     def __call__(self, image: np.ndarray, label: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         if self.augment is not None:
-            if not self._fixed_seed:
-                seed = torch.initial_seed()
-                if seed != self._seeded_from:
-                    self._seeded_from = seed
-                    self._reseed(seed)
+            self._follow_torch_seed()
             out = self.augment(image=image, mask=label)
             image, label = out["image"], out["mask"]
         return to_tensors(image, label, self.mean, self.std)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(augment={self.augment!r}, mean={self.mean}, std={self.std})"
+
+
+class ClipTransform(SegmentationTransform):
+    """:class:`SegmentationTransform` for clips: ``(images (T, H, W, 3), labels (T, H, W))`` ->
+    ``(float (3, T, h, w), int64 (T, h, w))``.
+
+    One random draw (scale, crop position, flip, photometric parameters) applies to every frame
+    (albumentations' ``images``/``masks`` targets), so the frames stay aligned as the video
+    was; seeding as for single images (``set_seed`` per sample keeps resume exact).
+    """
+
+    def __call__(self, images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if images.ndim != 4 or labels.ndim != 3 or images.shape[:3] != labels.shape:
+            raise ValueError(f"expected a clip of images (T, H, W, 3) and labels (T, H, W), got {images.shape} "
+                             f"and {labels.shape}")
+        if self.augment is not None:
+            self._follow_torch_seed()
+            out = self.augment(images=images, masks=labels)
+            images, labels = np.asarray(out["images"]), np.asarray(out["masks"])
+        frames = [to_tensors(image, label, self.mean, self.std) for image, label in zip(images, labels, strict=True)]
+        return torch.stack([f[0] for f in frames], dim=1), torch.stack([f[1] for f in frames])
 
 
 def build_train_transform(
@@ -157,6 +182,7 @@ def build_train_transform(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     ignore_index: int = 255,
+    clips: bool = False,
 ) -> SegmentationTransform:
     """The training augmentation of CCNet / mmsegmentation.
 
@@ -168,6 +194,8 @@ def build_train_transform(
     Padding: the label gets ``ignore_index``; the image gets the mean colour, i.e. 0 after
     normalisation, as the official CCNet code (pads its mean-subtracted image with 0) and
     mmsegmentation (pads the normalised image with 0) do.
+
+    ``clips=True``: a :class:`ClipTransform` (one draw for all frames of a clip).
     """
     height, width = int(crop_size[0]), int(crop_size[1])
     if height <= 0 or width <= 0:
@@ -201,13 +229,14 @@ def build_train_transform(
         steps.append(HorizontalFlipWithLabelSwap(flip_lut, p=0.5))
     if photometric:
         steps.append(photometric_distortion())
-    return SegmentationTransform(A.Compose(steps), mean=mean, std=std)
+    return (ClipTransform if clips else SegmentationTransform)(A.Compose(steps), mean=mean, std=std)
 
 
 def build_eval_transform(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    clips: bool = False,
 ) -> SegmentationTransform:
     """Evaluation transform: normalisation only; images keep their size (the evaluator handles
-    sliding windows and multi-scale testing)."""
-    return SegmentationTransform(None, mean=mean, std=std)
+    sliding windows and multi-scale testing). ``clips=True``: for clips."""
+    return (ClipTransform if clips else SegmentationTransform)(None, mean=mean, std=std)

@@ -23,6 +23,7 @@ _LAZY = {
     "ConfusionMatrix": "ccnet.engine.metrics",
     "SegmentationMetrics": "ccnet.engine.metrics",
     "collect_inputs": "ccnet.engine.predict",
+    "predict_video": "ccnet.engine.video",
     "predict_images": "ccnet.engine.predict",
     "Trainer": "ccnet.engine.trainer",
     "TrainResult": "ccnet.engine.trainer",

@@ -7,10 +7,10 @@ from typing import Any
 
 from torch.utils.data import Subset
 
-from ccnet.config import Config, ConfigError
+from ccnet.config import VIDEO_DATASETS, Config, ConfigError
 from ccnet.data.info import DatasetInfo
-from ccnet.losses import SegmentationCriterion
-from ccnet.models import CCNet
+from ccnet.losses import ClipCriterion, SegmentationCriterion
+from ccnet.models import CCNet, CCNet3D
 
 
 class DatasetHead(Subset):
@@ -28,9 +28,36 @@ class DatasetHead(Subset):
         return self.dataset.load(self.indices[index])
 
 
+def build_video_dataset(config: Config, split: str) -> Any:
+    """The clip dataset of ``config.data`` / ``config.video`` for ``split``."""
+    data, video = config.data, config.video
+    if video.clip_length < 1:
+        raise ConfigError(f"config key 'video.clip_length' must be >= 1, got {video.clip_length}")
+    training = split == data.train_split
+    if data.dataset == "synthetic_video":
+        from ccnet.data.synthetic_video import SyntheticVideoDataset
+
+        return SyntheticVideoDataset("train" if training else "val", num_samples=None if training
+                                     else data.synthetic_val_samples, size=tuple(data.synthetic_size),
+                                     clip_length=video.clip_length, seed=config.seed)
+    from ccnet.data.camvid_video import CamVidVideo
+
+    if not data.root:
+        raise ConfigError(f"config key 'data.root' is required for dataset {data.dataset!r}")
+    stride = video.clip_stride if training else (video.eval_clip_stride or video.clip_length)
+    if not 1 <= stride <= video.clip_length:
+        key = "video.clip_stride" if training else "video.eval_clip_stride"
+        raise ConfigError(f"config key {key!r} must be between 1 and video.clip_length={video.clip_length} "
+                          f"(every annotated frame in a clip), got {stride}")
+    return CamVidVideo(data.root, split, clip_length=video.clip_length, stride=stride,
+                       frames_root=video.frames_root)
+
+
 def build_dataset(config: Config, split: str) -> Any:
     """The dataset of ``config.data`` for ``split`` (train transforms are added by the trainer)."""
     data = config.data
+    if config.is_video:
+        return build_video_dataset(config, split)
     if data.dataset == "synthetic":
         from ccnet.data.synthetic import SyntheticContextDataset
 
@@ -48,7 +75,7 @@ def build_dataset(config: Config, split: str) -> Any:
     if data.dataset not in DATASETS:
         raise ConfigError(
             f"config key 'data.dataset': unknown dataset {data.dataset!r}; "
-            f"expected one of {', '.join([*DATASETS, 'synthetic'])}"
+            f"expected one of {', '.join([*DATASETS, 'synthetic', *VIDEO_DATASETS])}"
         )
     if not data.root:
         raise ConfigError(f"config key 'data.root' is required for dataset {data.dataset!r}")
@@ -64,7 +91,7 @@ def build_train_dataset(config: Config) -> Any:
     dataset = build_dataset(config, config.data.train_split)
     if not getattr(dataset, "has_labels", True):
         raise ConfigError(f"config key 'data.train_split': split {config.data.train_split!r} has no labels to train on")
-    if config.data.dataset != "synthetic":
+    if config.data.dataset not in ("synthetic", "synthetic_video"):
         from ccnet.data.transforms import build_train_transform
 
         data = config.data
@@ -77,26 +104,40 @@ def build_train_dataset(config: Config) -> Any:
             mean=tuple(data.mean),
             std=tuple(data.std),
             ignore_index=dataset.info.ignore_index,
+            clips=config.is_video,
         )
     return dataset
 
 
 def build_val_dataset(config: Config, split: str | None = None) -> Any:
     dataset = build_dataset(config, split or config.data.val_split)
-    if config.data.dataset != "synthetic":
+    if config.data.dataset not in ("synthetic", "synthetic_video"):
         from ccnet.data.transforms import build_eval_transform
 
-        dataset.transform = build_eval_transform(mean=tuple(config.data.mean), std=tuple(config.data.std))
+        dataset.transform = build_eval_transform(mean=tuple(config.data.mean), std=tuple(config.data.std),
+                                                 clips=config.is_video)
     if config.data.max_val_samples is not None:
         dataset = DatasetHead(dataset, config.data.max_val_samples)
     return dataset
 
 
 def build_model(config: Config, num_classes: int) -> CCNet:
-    return CCNet(num_classes, consistency=config.loss.consistency, **dataclasses.asdict(config.model))
+    """CCNet, or for a video dataset CCNet3D (``video.attention``: across the clip or per frame)."""
+    kwargs = dict(consistency=config.loss.consistency, **dataclasses.asdict(config.model))
+    if config.is_video:
+        if config.video.attention not in ("3d", "2d"):
+            raise ConfigError(f"config key 'video.attention' must be '3d' or '2d', got {config.video.attention!r}")
+        return CCNet3D(num_classes, temporal=config.video.attention == "3d", **kwargs)
+    return CCNet(num_classes, **kwargs)
 
 
-def build_criterion(config: Config, ignore_index: int = 255) -> SegmentationCriterion:
+def build_criterion(config: Config, ignore_index: int = 255) -> SegmentationCriterion | ClipCriterion:
+    """The training loss; for clips, the same loss over their frames (:class:`ClipCriterion`)."""
+    criterion = _image_criterion(config, ignore_index)
+    return ClipCriterion(criterion) if config.is_video else criterion
+
+
+def _image_criterion(config: Config, ignore_index: int) -> SegmentationCriterion:
     loss = config.loss
     return SegmentationCriterion(
         aux_weight=loss.aux_weight if config.model.aux else 0.0,

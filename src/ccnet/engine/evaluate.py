@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from ccnet.data.io import read_label
-from ccnet.engine.inference import infer
+from ccnet.engine.inference import infer, resize
 from ccnet.engine.metrics import ConfusionMatrix
 
 __all__ = ["ShardSampler", "evaluate", "evaluate_predictions"]
@@ -66,6 +66,10 @@ def evaluate(
     ranks run different numbers of forwards. ``infer_kwargs`` go to :func:`infer` (``flip_lut``
     defaults to the dataset's ``info.flip_lut()`` when flipping). Predictions are resized to the
     label size if the two differ.
+
+    Clips (items with ``"image"`` ``(3, T, H, W)``, ``"label"`` ``(T, H, W)`` and ``"score"``
+    ``(T,)``, for a video model): every frame the clip scores is counted, per frame; since each
+    annotated frame is scored by exactly one clip (:mod:`ccnet.data.clips`), each counts once.
     """
     if isinstance(model, DistributedDataParallel):
         model = model.module
@@ -88,10 +92,12 @@ def evaluate(
         labels = batch["label"].to(device, non_blocking=True)
         probs = infer(model, images, num_classes=num_classes, **kwargs)
         if probs.shape[-2:] != labels.shape[-2:]:
-            probs = torch.nn.functional.interpolate(
-                probs, size=labels.shape[-2:], mode="bilinear", align_corners=kwargs.get("align_corners", False)
-            )
-        confusion.update(probs.argmax(dim=1), labels)
+            probs = resize(probs, labels.shape[-2:], kwargs.get("align_corners", False))
+        preds = probs.argmax(dim=1)
+        if "score" in batch:  # clips: the frames this clip scores, (N, H, W)
+            scored = batch["score"].to(device)
+            preds, labels = preds[scored], labels[scored]
+        confusion.update(preds, labels)
     return confusion.all_reduce()
 
 

@@ -4,6 +4,10 @@
 (scale, flip) pass. Sliding-window tiling follows mmsegmentation: a regular grid of ``crop_size``
 tiles every ``stride`` pixels, the last tile of each row/column aligned to the image border, and
 overlapping tile logits averaged.
+
+Clips ``(B, 3, T, H, W)`` for :class:`~ccnet.models.CCNet3D` go through the same paths: every
+resize, flip and tile applies to all frames alike, and probabilities come back per frame,
+``(B, K, T, H, W)``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["infer", "slide_logits", "slide_windows", "whole_logits"]
+from ccnet.models.ccnet3d import clips_to_frames, frames_to_clips
+
+__all__ = ["infer", "resize", "slide_logits", "slide_windows", "whole_logits"]
 
 # Default sliding-window stride as a fraction of the crop, as in the original CCNet evaluation.
 DEFAULT_STRIDE_RATE = 2.0 / 3.0
@@ -39,7 +45,8 @@ def infer(
     flip_lut: FlipLut | None = None,
     align_corners: bool = False,
 ) -> Tensor:
-    """Class probabilities ``(B, K, H, W)`` for normalised images ``(B, 3, H, W)``.
+    """Class probabilities ``(B, K, H, W)`` for normalised images ``(B, 3, H, W)``, or
+    ``(B, K, T, H, W)`` for clips ``(B, 3, T, H, W)`` (a video model).
 
     Args:
         model: returns ``{"out": logits}`` (or a logits tensor); run in eval mode under
@@ -54,8 +61,8 @@ def infer(
             "left arm" probabilities count as "right arm"; identity when ``None``.
         align_corners: for every bilinear resize done here.
     """
-    if images.dim() != 4:
-        raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
+    if images.dim() not in (4, 5):
+        raise ValueError(f"images must be (B, C, H, W) or clips (B, C, T, H, W), got shape {tuple(images.shape)}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if mode not in ("whole", "slide"):
@@ -79,10 +86,10 @@ def infer(
     model.eval()
     try:
         with torch.no_grad():
-            probs = images.new_zeros((images.shape[0], num_classes, *size), dtype=torch.float32)
+            probs = images.new_zeros((images.shape[0], num_classes, *images.shape[2:]), dtype=torch.float32)
             passes = 0
             for scale in scales:
-                x = images if scale == 1.0 else _resize(images, _scaled(size, scale), align_corners)
+                x = images if scale == 1.0 else resize(images, _scaled(size, scale), align_corners)
                 for flipped in (False, True) if flip else (False,):
                     xi = x.flip(-1) if flipped else x
                     if crop is not None and step is not None:
@@ -94,7 +101,7 @@ def infer(
                         if perm is not None:
                             logits = logits.index_select(1, perm)
                     if logits.shape[-2:] != size:
-                        logits = _resize(logits, size, align_corners)
+                        logits = resize(logits, size, align_corners)
                     probs += logits.float().softmax(dim=1)
                     passes += 1
             return probs / passes
@@ -103,15 +110,15 @@ def infer(
 
 
 def whole_logits(model: nn.Module, images: Tensor, num_classes: int, *, align_corners: bool = False) -> Tensor:
-    """One forward pass; logits ``(B, K, H, W)`` at the input size."""
+    """One forward pass; logits ``(B, K, [T,] H, W)`` at the input size."""
     out = model(images)
     logits = out["out"] if isinstance(out, dict) else out
-    if logits.dim() != 4 or logits.shape[0] != images.shape[0] or logits.shape[1] != num_classes:
-        raise ValueError(
-            f"model returned logits of shape {tuple(logits.shape)}, expected ({images.shape[0]}, {num_classes}, H, W)"
-        )
+    expected = (images.shape[0], num_classes, *images.shape[2:-2])
+    if logits.dim() != images.dim() or tuple(logits.shape[:-2]) != expected:
+        layout = ", ".join(str(n) for n in expected)
+        raise ValueError(f"model returned logits of shape {tuple(logits.shape)}, expected ({layout}, H, W)")
     if logits.shape[-2:] != images.shape[-2:]:
-        logits = _resize(logits, images.shape[-2:], align_corners)
+        logits = resize(logits, images.shape[-2:], align_corners)
     return logits
 
 
@@ -134,7 +141,8 @@ def slide_logits(
     if pad_h or pad_w:
         images = F.pad(images, (0, pad_w, 0, pad_h))
     padded_h, padded_w = images.shape[-2:]
-    logits = images.new_zeros((images.shape[0], num_classes, padded_h, padded_w), dtype=torch.float32)
+    logits = images.new_zeros((images.shape[0], num_classes, *images.shape[2:-2], padded_h, padded_w),
+                              dtype=torch.float32)
     count = images.new_zeros((1, 1, padded_h, padded_w), dtype=torch.float32)
     for y0, y1, x0, x1 in slide_windows(padded_h, padded_w, crop_size, stride):
         logits[..., y0:y1, x0:x1] += whole_logits(
@@ -201,5 +209,8 @@ def _scaled(size: Sequence[int], scale: float) -> tuple[int, int]:
     return (max(1, int(size[0] * scale + 0.5)), max(1, int(size[1] * scale + 0.5)))
 
 
-def _resize(x: Tensor, size: Sequence[int], align_corners: bool) -> Tensor:
+def resize(x: Tensor, size: Sequence[int], align_corners: bool) -> Tensor:
+    """Bilinear resize of ``(B, C, H, W)`` maps, or of every frame of ``(B, C, T, H, W)`` clips."""
+    if x.dim() == 5:
+        return frames_to_clips(resize(clips_to_frames(x), size, align_corners), x.shape[2])
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)

@@ -22,7 +22,7 @@ from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo
 from ccnet.data.io import DatasetError, read_image, write_label
 from ccnet.engine.inference import infer
 
-__all__ = ["IMAGE_EXTENSIONS", "blend", "collect_inputs", "predict_images"]
+__all__ = ["IMAGE_EXTENSIONS", "blend", "collect_inputs", "predict_images", "write_outputs"]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"})
 OVERLAY_ALPHA = 0.5
@@ -94,7 +94,7 @@ def predict_images(
             probs = infer(model, (x - mean_t) / std_t, num_classes=info.num_classes, **kwargs)
             preds = probs.argmax(dim=1).to(torch.uint8).cpu().numpy()
             for path, image, pred in zip(batch_paths, images, preds, strict=True):
-                written[path] = _write_outputs(out_dir, path.stem, image, pred, info)
+                written[path] = write_outputs(out_dir, path.stem, image, pred, info)
             bar.update(len(batch_paths))
     return [written[p] for p in paths]
 
@@ -105,7 +105,8 @@ def blend(image: np.ndarray, color: np.ndarray, alpha: float = OVERLAY_ALPHA) ->
     return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
 
 
-def _write_outputs(out_dir: Path, stem: str, image: np.ndarray, pred: np.ndarray, info: DatasetInfo) -> Path:
+def write_outputs(out_dir: Path, stem: str, image: np.ndarray, pred: np.ndarray, info: DatasetInfo) -> Path:
+    """Write ``<stem>.png`` (train ids), ``<stem>_color.png`` and ``<stem>_overlay.png``; returns the first."""
     label_path = out_dir / f"{stem}.png"
     write_label(label_path, pred)  # grey "L" PNG, written atomically
     color = info.colorize(pred)

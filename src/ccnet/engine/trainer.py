@@ -258,14 +258,15 @@ class Trainer:
 
     def _describe(self) -> str:
         config = self.config
-        return f"CCNet {config.model.backbone} R={config.model.recurrence}"
+        video = f" (attention {config.video.attention})" if config.is_video else ""
+        return f"{type(self.model).__name__} {config.model.backbone} R={config.model.recurrence}{video}"
 
     def _forward_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and the scalar logs of one training batch (already under autocast)."""
         device = self.ctx.device
         images = batch["image"].to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
-        if self.config.channels_last:
+        if self.config.channels_last and images.dim() == 4:  # clips: CCNet3D folds them into frames
             images = images.contiguous(memory_format=torch.channels_last)
         outputs = self.ddp(images)
         return self.criterion(outputs, labels)
@@ -468,7 +469,8 @@ class Trainer:
             )
 
     def _visualize(self) -> None:
-        """Image | ground truth | prediction strips for the first validation samples."""
+        """Image | ground truth | prediction strips for the first validation samples (clips:
+        one row per frame)."""
         if not self.ctx.is_main or self.config.num_visualizations <= 0:
             return
         out_dir = self.output_dir / "predictions"
@@ -480,7 +482,10 @@ class Trainer:
             probs = infer(self.model, sample["image"][None].to(self.ctx.device),
                           num_classes=self.info.num_classes, **kwargs)
             pred = probs.argmax(1)[0].cpu().numpy().astype(np.uint8)
-            strip = np.concatenate([image, self.info.colorize(label), self.info.colorize(pred)], axis=1)
+            if pred.ndim == 2:  # an image: a clip of one frame
+                image, label, pred = image[None], label[None], pred[None]
+            strip = np.concatenate([np.concatenate([im, self.info.colorize(lb), self.info.colorize(pr)], axis=1)
+                                    for im, lb, pr in zip(image, label, pred, strict=True)], axis=0)
             Image.fromarray(strip).save(out_dir / f"{sample['name']}.png")
             if self.writer is not None:
                 self.writer.add_image(f"predictions/{i}", strip, dataformats="HWC")

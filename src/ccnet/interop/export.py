@@ -44,19 +44,22 @@ class OnnxExport:
 
     path: Path
     opset: int
-    max_abs_diff: dict[tuple[int, int, int, int], float]
+    max_abs_diff: dict[tuple[int, ...], float]
 
 
 class _Deployable(nn.Module):
-    """``image -> logits`` at input resolution (a tensor, not a dict), optionally normalising first."""
+    """``image -> logits`` at input resolution (a tensor, not a dict), optionally normalising first.
+    ``ndim``: 4 for images, 5 for clips."""
 
-    def __init__(self, model: nn.Module, mean: Sequence[float] | None, std: Sequence[float] | None) -> None:
+    def __init__(self, model: nn.Module, mean: Sequence[float] | None, std: Sequence[float] | None,
+                 ndim: int = 4) -> None:
         super().__init__()
         self.model = model
         self.normalize = mean is not None
         if self.normalize:
-            self.register_buffer("mean", torch.tensor([float(m) for m in mean]).view(1, 3, 1, 1))
-            self.register_buffer("std", torch.tensor([float(s) for s in std]).view(1, 3, 1, 1))
+            shape = (1, 3) + (1,) * (ndim - 2)
+            self.register_buffer("mean", torch.tensor([float(m) for m in mean]).view(shape))
+            self.register_buffer("std", torch.tensor([float(s) for s in std]).view(shape))
 
     def forward(self, image: Tensor) -> Tensor:
         if self.normalize:
@@ -88,19 +91,23 @@ def _as_model(model_or_dir: nn.Module | str | Path) -> nn.Module:
     return load_pretrained(model_or_dir)
 
 
-def _check_sizes(height: int, width: int) -> list[tuple[int, int, int, int]]:
-    """The example shape and an odd, non-square one of about half the size, batch 2."""
+def _check_sizes(height: int, width: int, frames: int | None = None) -> list[tuple[int, ...]]:
+    """The example shape and an odd, non-square one of about half the size, batch 2 (clips: and
+    another number of frames)."""
     h2, w2 = max(height // 2, 17) | 1, max(width // 2, 17) | 1
     if h2 == w2:
         w2 += 2
-    return [(1, 3, height, width), (2, 3, h2, w2)]
+    if frames is None:
+        return [(1, 3, height, width), (2, 3, h2, w2)]
+    return [(1, 3, frames, height, width), (2, 3, frames + 1 if frames < 3 else frames - 1, h2, w2)]
 
 
-def _metadata(model: nn.Module, normalize: bool) -> dict[str, str]:
+def _metadata(model: nn.Module, normalize: bool, clips: bool = False) -> dict[str, str]:
     from ccnet.version import __version__
 
-    meta = {"producer": f"ccnet-pytorch {__version__}", "input": "image (N, 3, H, W) float32, RGB",
-            "output": "logits (N, num_classes, H, W)"}
+    layout = "N, 3, T, H, W" if clips else "N, 3, H, W"
+    meta = {"producer": f"ccnet-pytorch {__version__}", "input": f"image ({layout}) float32, RGB",
+            "output": f"logits ({layout.replace('3', 'num_classes')})"}
     meta["input_normalization"] = "inside the graph: feed 0..255 RGB" if normalize else "outside the graph"
     for name in ("class_names", "palette", "mean", "std"):
         value = getattr(model, name, None)
@@ -114,7 +121,7 @@ def _metadata(model: nn.Module, normalize: bool) -> dict[str, str]:
 
 def export_onnx(model_or_dir: nn.Module | str | Path, path: str | Path, opset: int = 18, height: int = 512,
                 width: int = 1024, check: bool = True, *, normalize: bool = False, atol: float = 1e-4,
-                rtol: float = 1e-4) -> OnnxExport:
+                rtol: float = 1e-4, frames: int = 5) -> OnnxExport:
     """Export a CCNet to ONNX with dynamic batch, height and width; check it in onnxruntime.
 
     Args:
@@ -130,6 +137,10 @@ def export_onnx(model_or_dir: nn.Module | str | Path, path: str | Path, opset: i
 
     The graph maps ``image`` ``(N, 3, H, W)`` to ``logits`` ``(N, num_classes, H, W)``. Class
     names, palette, normalisation and the model config are stored as ONNX metadata.
+
+    A video model (:class:`~ccnet.models.CCNet3D`) maps clips ``(N, 3, T, H, W)`` to
+    ``(N, num_classes, T, H, W)``, with a dynamic number of frames T too; ``frames`` is the
+    example's T (the check also runs another T).
     """
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
@@ -137,7 +148,12 @@ def export_onnx(model_or_dir: nn.Module | str | Path, path: str | Path, opset: i
         raise ValueError(f"example size must be at least 16x16, got {height}x{width}")
     from torch.export import Dim
 
+    from ccnet.models import CCNet3D
+
     model = _as_model(model_or_dir)
+    clips = isinstance(model, CCNet3D)
+    if clips and frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
     path = Path(path)
     mean = std = None
     if normalize:
@@ -148,25 +164,28 @@ def export_onnx(model_or_dir: nn.Module | str | Path, path: str | Path, opset: i
     was_training = model.training
     model.eval()
     try:
-        wrapper = _Deployable(model, mean, std).eval()
-        example = torch.rand(1, 3, height, width) * (255.0 if normalize else 1.0)
-        dims = {0: Dim("batch", min=1, max=1024), 2: Dim("height", min=16, max=16384),
-                3: Dim("width", min=16, max=16384)}
+        wrapper = _Deployable(model, mean, std, ndim=5 if clips else 4).eval()
+        example = torch.rand(1, 3, *((frames,) if clips else ()), height, width) * (255.0 if normalize else 1.0)
+        spatial = {-2: Dim("height", min=16, max=16384), -1: Dim("width", min=16, max=16384)}
+        if clips:
+            spatial[-3] = Dim("frames", min=1, max=1024)
+        dims = {0: Dim("batch", min=1, max=1024), **{example.dim() + k: v for k, v in spatial.items()}}
         with torch.no_grad(), _quiet_exporter():
             program = torch.onnx.export(wrapper, (example,), dynamo=True, opset_version=opset,
                                         input_names=["image"], output_names=["logits"],
                                         dynamic_shapes={"image": dims}, external_data=False, verbose=False)
-        program.model.metadata_props.update(_metadata(model, normalize))
+        program.model.metadata_props.update(_metadata(model, normalize, clips))
         with atomic_path(path) as tmp:
             program.save(tmp, external_data=False)
-            diffs = _check(wrapper, tmp, _check_sizes(height, width), normalize, atol, rtol) if check else {}
+            shapes = _check_sizes(height, width, frames if clips else None)
+            diffs = _check(wrapper, tmp, shapes, normalize, atol, rtol) if check else {}
     finally:
         model.train(was_training)
     return OnnxExport(path=path, opset=opset, max_abs_diff=diffs)
 
 
-def _check(wrapper: nn.Module, path: Path, shapes: list[tuple[int, int, int, int]], normalize: bool,
-           atol: float, rtol: float) -> dict[tuple[int, int, int, int], float]:
+def _check(wrapper: nn.Module, path: Path, shapes: list[tuple[int, ...]], normalize: bool,
+           atol: float, rtol: float) -> dict[tuple[int, ...], float]:
     import numpy as np
     import onnx
     import onnxruntime as ort

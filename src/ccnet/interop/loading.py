@@ -30,6 +30,7 @@ from ccnet.interop.mmseg import convert_mmseg
 from ccnet.interop.official import convert_official, convert_official_imagenet
 from ccnet.interop.torchvision import convert_torchvision
 from ccnet.models.ccnet import CCNet
+from ccnet.models.ccnet3d import CCNet3D
 from ccnet.models.hub import CONFIG_NAME, WEIGHTS_NAME, from_pretrained, read_pretrained_config, save_pretrained
 from ccnet.models.presets import create_model
 from ccnet.models.resnet import build_resnet
@@ -197,7 +198,7 @@ def _check_num_classes(model_classes: int, num_classes: int | None, source: str,
 
 
 def load_pretrained(src: str | Path | Mapping[str, Any], format: str = "auto", num_classes: int | None = None,
-                    **overrides: Any):
+                    architecture: str | None = None, **overrides: Any):
     """A ready :class:`~ccnet.models.CCNet` (eval mode) from a checkpoint in any supported format.
 
     Args:
@@ -205,6 +206,9 @@ def load_pretrained(src: str | Path | Mapping[str, Any], format: str = "auto", n
         format: ``"auto"`` (recognised from the keys) or one of :data:`FORMATS` with a full
             model (``"ccnet"``, ``"official"``, ``"mmseg"``).
         num_classes: optional check: an error if the checkpoint's classifier has another size.
+        architecture: ``None`` for what the checkpoint holds; ``"CCNet3D"`` for the video model
+            built from 2D weights (:meth:`CCNet3D.from_ccnet`), ``"CCNet"`` for the 2D model of
+            a CCNet3D folder (the weights are the same).
         overrides: CCNet settings that do not change the weights (``recurrence=``, ``norm="syncbn"``).
 
     The model carries ``class_names``, ``palette`` (None when the file does not say),
@@ -218,7 +222,7 @@ def load_pretrained(src: str | Path | Mapping[str, Any], format: str = "auto", n
                              f"overrides {sorted(overrides)} are not applied")
         model = from_pretrained(converted, model_class_of(converted))
         _check_num_classes(model.num_classes, num_classes, source, "config.json")
-        return model
+        return as_architecture(model, architecture)
     if converted.kind != "model":
         raise WeightsMismatchError(source, note=f"a backbone-only checkpoint (format {converted.format!r}): use "
                                                 f"load_backbone() or init_backbone_from()")
@@ -236,7 +240,19 @@ def load_pretrained(src: str | Path | Mapping[str, Any], format: str = "auto", n
                             source_name=converted.source_name, target=f"{converted.preset} ({converted.arch})")
     model.eval()
     _attach_info(model, converted, source)
-    return model
+    return as_architecture(model, architecture)
+
+
+def as_architecture(model: nn.Module, architecture: str | None) -> nn.Module:
+    """``model`` as a :class:`CCNet` or :class:`CCNet3D` (same weights); None keeps it."""
+    if architecture is None or architecture == type(model).__name__:
+        return model
+    if architecture == "CCNet3D" and type(model) is CCNet:
+        return CCNet3D.from_ccnet(model)
+    if architecture == "CCNet" and isinstance(model, CCNet3D):
+        return model.to_ccnet()
+    raise ValueError(f"cannot turn a {type(model).__name__} into architecture {architecture!r}; "
+                     f"choose one of {', '.join(MODEL_CLASSES)}")
 
 
 def read_backbone(src: str | Path | Mapping[str, Any], format: str = "auto") -> tuple[Converted, str]:
@@ -247,7 +263,7 @@ def read_backbone(src: str | Path | Mapping[str, Any], format: str = "auto") -> 
 
 
 # The model classes a ccnet folder can hold, by the "architecture" its config.json names.
-MODEL_CLASSES: dict[str, type[nn.Module]] = {"CCNet": CCNet}
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"CCNet": CCNet, "CCNet3D": CCNet3D}
 
 
 def model_class_of(folder: Path) -> type[nn.Module]:

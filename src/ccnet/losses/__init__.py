@@ -6,12 +6,13 @@ from ccnet.losses.consistency import (
     category_consistent_loss,
     category_consistent_terms,
 )
-from ccnet.losses.criterion import SegmentationCriterion
+from ccnet.losses.criterion import ClipCriterion, SegmentationCriterion
 from ccnet.losses.cross_entropy import CrossEntropyLoss, cross_entropy
 from ccnet.losses.ohem import OhemCrossEntropyLoss, ohem_cross_entropy, ohem_keep_mask
 
 __all__ = [
     "CategoryConsistentLoss",
+    "ClipCriterion",
     "ConsistencyTerms",
     "CrossEntropyLoss",
     "OhemCrossEntropyLoss",

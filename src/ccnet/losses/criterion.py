@@ -101,3 +101,19 @@ class SegmentationCriterion(nn.Module):
             parts += [f"ohem_thresh={self.ohem_thresh}", f"ohem_min_kept={self.ohem_min_kept}"]
         parts += [f"ignore_index={self.ignore_index}", f"align_corners={self.align_corners}"]
         return ", ".join(parts)
+
+
+class ClipCriterion(nn.Module):
+    """A per-image criterion applied to clips: every output ``(B, C, T, h, w)`` and the target
+    ``(B, T, H, W)`` are scored as ``B * T`` images (frames of a clip consecutive). Frames
+    without annotation carry the ignore label and add nothing."""
+
+    def __init__(self, criterion: nn.Module) -> None:
+        super().__init__()
+        self.criterion = criterion
+
+    def forward(self, outputs: Mapping[str, Tensor], target: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        if target.dim() != 4:
+            raise ValueError(f"clip labels must be (B, T, H, W), got shape {tuple(target.shape)}")
+        frames = {name: value.transpose(1, 2).flatten(0, 1) for name, value in outputs.items()}
+        return self.criterion(frames, target.flatten(0, 1))

@@ -1,8 +1,10 @@
-"""Models: the dilated ResNet backbone, CCNet, and named published presets."""
+"""Models: the dilated ResNet backbone, CCNet, CCNet3D (video), and named published presets."""
 
 from ccnet.models.ccnet import CCNet
+from ccnet.models.ccnet3d import CCNet3D
 from ccnet.models.presets import (
     PRESETS,
+    ccnet3d_camvid,
     ccnet_mmseg_r50_d8,
     ccnet_mmseg_r101_d8,
     ccnet_official_cityscapes,
@@ -14,8 +16,10 @@ __all__ = [
     "PRESETS",
     "RESNETS",
     "CCNet",
+    "CCNet3D",
     "ResNet",
     "build_resnet",
+    "ccnet3d_camvid",
     "ccnet_mmseg_r50_d8",
     "ccnet_mmseg_r101_d8",
     "ccnet_official_cityscapes",

@@ -100,17 +100,22 @@ class CCNet(PretrainedMixin, nn.Module):
     def _resize(self, logits: Tensor, size: Sequence[int]) -> Tensor:
         return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=self.align_corners)
 
-    def forward(self, x: Tensor, upsample: bool = True) -> dict[str, Tensor]:
-        if x.dim() != 4:
-            raise ValueError(f"CCNet expects (B, C, H, W) images, got shape {tuple(x.shape)}")
-        stages = self.backbone(x)
-        logits, embedding = self.head(stages[3])
+    def _outputs(self, logits: Tensor, embedding: Tensor | None, stages: Sequence[Tensor]) -> dict[str, Tensor]:
+        """``{"out": logits}``; in training mode also ``"aux"`` (from stage 3) and ``"embedding"``."""
         outputs = {"out": logits}
         if self.training:
             if self.aux_head is not None:
                 outputs["aux"] = self.aux_head(stages[2])
             if embedding is not None:
                 outputs["embedding"] = embedding
+        return outputs
+
+    def forward(self, x: Tensor, upsample: bool = True) -> dict[str, Tensor]:
+        if x.dim() != 4:
+            raise ValueError(f"CCNet expects (B, C, H, W) images, got shape {tuple(x.shape)}")
+        stages = self.backbone(x)
+        logits, embedding = self.head(stages[3])
+        outputs = self._outputs(logits, embedding, stages)
         if upsample:
             for name in ("out", "aux"):
                 if name in outputs:

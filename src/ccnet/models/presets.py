@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ccnet.models.ccnet import CCNet
+from ccnet.models.ccnet3d import CCNet3D
 
 # The official CCNet (speedinghzl/CCNet): deep stem 64-64-128 with a ceil-mode max-pool, every
 # block of a dilated stage dilated, InPlace-ABN head norms (BN + LeakyReLU 0.01), auxiliary
@@ -57,10 +58,18 @@ def ccnet_mmseg_r101_d8(num_classes: int = 19, **overrides: Any) -> CCNet:
     return CCNet(num_classes, **{**_MMSEG, "backbone": "resnet101", "recurrence": 2, **overrides})
 
 
+def ccnet3d_camvid(num_classes: int = 11, **overrides: Any) -> CCNet3D:
+    """The video model for CamVid (TPAMI, clips of T=5 frames): the official ResNet-101 CCNet
+    with 3D criss-cross attention. R=3 (our choice; the paper does not say): the fewest loops
+    that let every voxel reach the whole clip, as R=2 does for an image."""
+    return CCNet3D(num_classes, **{**_OFFICIAL, "backbone": "resnet101", "recurrence": 3, **overrides})
+
+
 PRESETS: dict[str, Callable[..., CCNet]] = {
     "ccnet_official_cityscapes": ccnet_official_cityscapes,
     "ccnet_mmseg_r50_d8": ccnet_mmseg_r50_d8,
     "ccnet_mmseg_r101_d8": ccnet_mmseg_r101_d8,
+    "ccnet3d_camvid": ccnet3d_camvid,
 }
 
 

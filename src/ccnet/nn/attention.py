@@ -48,7 +48,9 @@ class _ResidualAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        out = self._attend(self.query_conv(x), self.key_conv(x), self.value_conv(x))
+        return self._add_residual(x, self._attend(self.query_conv(x), self.key_conv(x), self.value_conv(x)))
+
+    def _add_residual(self, x: Tensor, out: Tensor) -> Tensor:
         if not torch.is_grad_enabled() and out.dtype == x.dtype == torch.result_type(out, self.gamma):
             return out.mul_(self.gamma).add_(x)  # inference: in place, no map-sized temporaries
         return torch.addcmul(x, self.gamma, out)  # gamma * out + x in one op
@@ -103,6 +105,42 @@ class CrissCrossAttention(_CrissCrossBlock):
     """
 
     attend = staticmethod(criss_cross_attention)
+
+    def forward(self, x: Tensor, frames: int | None = None) -> Tensor:
+        """``x``: ``(B, C, H, W)`` images; or, with ``frames=T``, ``B // T`` clips of ``T``
+        consecutive frames stored frame by frame, ``(clips * T, C, H, W)``: every position then
+        attends along its T-, H- and W-lines within its clip (3D criss-cross attention), with the
+        same 1x1 projections. ``frames=1`` gives the same values as the 2D attention."""
+        if frames is None:
+            return super().forward(x)
+        self._check_input(x)
+        out = clip_criss_cross_attention(self.query_conv(x), self.key_conv(x), self.value_conv(x), frames,
+                                         backend=self.backend)
+        return self._add_residual(x, out)
+
+    def attention_weights(self, x: Tensor, frames: int | None = None) -> tuple[Tensor, ...]:
+        """As :meth:`_CrissCrossBlock.attention_weights`; with ``frames=T``, the 3D weights of
+        ``x`` read as clips stored frame by frame (see :meth:`forward`): ``(clips, T, H, W, L)``
+        per axis."""
+        if frames is None:
+            return super().attention_weights(x)
+        query, key = (_frames_to_clips(conv(x), frames) for conv in (self.query_conv, self.key_conv))
+        return criss_cross_attention_weights(query, key)
+
+
+def _frames_to_clips(t: Tensor, frames: int) -> Tensor:
+    """``(N * T, C, H, W)`` frames stored clip by clip -> ``(N, C, T, H, W)`` clips (a view)."""
+    if frames < 1 or t.shape[0] % frames:
+        raise ValueError(f"a batch of {t.shape[0]} frames does not split into clips of {frames} frames")
+    return t.unflatten(0, (t.shape[0] // frames, frames)).transpose(1, 2)
+
+
+def clip_criss_cross_attention(query: Tensor, key: Tensor, value: Tensor, frames: int, backend: str = "auto") -> Tensor:
+    """3D criss-cross attention on clips stored frame by frame: ``(clips * frames, C, H, W)``
+    tensors, consecutive ``frames`` entries forming one clip. Views in and out (a channels-last
+    frame tensor is a channels-last-3d clip tensor: the operator's fast path)."""
+    query, key, value = (_frames_to_clips(t, frames) for t in (query, key, value))
+    return criss_cross_attention_3d(query, key, value, backend=backend).transpose(1, 2).flatten(0, 1)
 
 
 class RecurrentCrissCrossAttention(nn.Module):

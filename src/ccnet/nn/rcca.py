@@ -60,13 +60,16 @@ class RCCAHead(nn.Module):
         )
         self.embedding = nn.Conv2d(channels, embedding_channels, kernel_size=1) if embedding_channels else None
 
-    def forward(self, x: Tensor, recurrence: int | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, recurrence: int | None = None,
+                frames: int | None = None) -> tuple[Tensor, Tensor | None]:
         """Returns ``(logits, embedding)``; ``embedding`` is None without ``embedding_channels``.
-        ``recurrence`` overrides the number of loops for this call."""
+        ``recurrence`` overrides the number of loops for this call. ``frames=T``: ``x`` holds
+        clips of T frames stored frame by frame and the attention runs across each clip (3D);
+        the convolutions stay per frame (see :class:`ccnet.models.CCNet3D`)."""
         loops = self.recurrence if recurrence is None else recurrence
         out = self.conva(x)
         for _ in range(loops):
-            out = self.cca(out)
+            out = self.cca(out) if frames is None else self.cca(out, frames=frames)
         embedding = self.embedding(out) if self.embedding is not None else None
         out = self.convb(out)
         logits = self.bottleneck(torch.cat([x, out], dim=1))
