@@ -28,6 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     "ccnet.bench": {"ccnet.ops", "ccnet.nn", "ccnet.models", "ccnet.losses", "ccnet.files"},
     "ccnet.engine": {"ccnet.ops", "ccnet.nn", "ccnet.models", "ccnet.losses", "ccnet.data", "ccnet.config",
                      "ccnet.files", "ccnet.interop"},
+    "ccnet.study": {"ccnet.ops", "ccnet.nn", "ccnet.models", "ccnet.losses", "ccnet.data", "ccnet.config",
+                    "ccnet.files", "ccnet.engine", "ccnet.bench"},
     "ccnet.cli": {"*"},
     "ccnet": {"*"},  # the top-level package re-exports the public API
 }

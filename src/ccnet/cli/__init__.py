@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ccnet.cli import bench, demo, evaluate, interop, predict, prepare, train
+from ccnet.cli import bench, demo, evaluate, interop, predict, prepare, reproduce, train
 from ccnet.cli.common import one_line
 
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     interop.add_parsers(sub)
     bench.add_parser(sub)
     demo.add_parser(sub)
+    reproduce.add_parser(sub)
     return parser
 
 

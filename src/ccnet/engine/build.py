@@ -11,6 +11,7 @@ from ccnet.config import Config, ConfigError
 from ccnet.data.info import DatasetInfo
 from ccnet.losses import SegmentationCriterion
 from ccnet.models import CCNet
+from ccnet.nn import CONTEXTS
 
 
 class DatasetHead(Subset):
@@ -93,6 +94,9 @@ def build_val_dataset(config: Config, split: str | None = None) -> Any:
 
 
 def build_model(config: Config, num_classes: int) -> CCNet:
+    if config.model.context not in CONTEXTS:
+        raise ConfigError(
+            f"config key 'model.context' must be one of {', '.join(CONTEXTS)}, got {config.model.context!r}")
     return CCNet(num_classes, consistency=config.loss.consistency, **dataclasses.asdict(config.model))
 
 

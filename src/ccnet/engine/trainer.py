@@ -109,6 +109,11 @@ def check_same_classes(model_info: DatasetInfo, dataset_info: DatasetInfo, path:
         )
 
 
+def _head_name(config: Config) -> str:
+    context = config.model.context
+    return f"R={config.model.recurrence}" if context == "rcca" else f"context={context}"
+
+
 @dataclass
 class TrainResult:
     output_dir: Path
@@ -181,7 +186,7 @@ class Trainer:
             DistributedDataParallel(
                 model,
                 device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-                find_unused_parameters=config.model.recurrence == 0,  # the attention is skipped
+                find_unused_parameters=config.model.context == "rcca" and config.model.recurrence == 0,  # skipped
             )
             if ctx.distributed
             else model
@@ -301,7 +306,7 @@ class Trainer:
         if ctx.is_main:
             params = sum(p.numel() for p in self.model.parameters()) / 1e6
             tqdm.write(
-                f"training {config.run_name()}: CCNet {config.model.backbone} R={config.model.recurrence}, "
+                f"training {config.run_name()}: CCNet {config.model.backbone} {_head_name(config)}, "
                 f"{params:.1f}M params, on {self.info.name} ({self.info.num_classes} classes), "
                 f"{config.optim.iterations} iterations, "
                 f"batch {config.data.batch_size} x {ctx.world_size} on {ctx.device} -> {self.output_dir}"
@@ -379,7 +384,8 @@ class Trainer:
         )
         metrics = confusion.compute()
         summary = {"iteration": iteration, "type": "eval", "mIoU": metrics.miou,
-                   "aAcc": metrics.pixel_accuracy, "mAcc": metrics.mean_accuracy}
+                   "aAcc": metrics.pixel_accuracy, "mAcc": metrics.mean_accuracy,
+                   "iou": metrics.to_dict()["iou"]}  # per class (learning curves of ccnet reproduce)
         self._log(summary)
         if self.ctx.is_main:
             tqdm.write(metrics.format_table(self.info.class_names))
