@@ -37,6 +37,8 @@ class RunResult:
     step_ms: float = math.nan  # median logged time per training step
     train_s: float = math.nan  # sum of the logged step times
     max_grad_norm: float = math.nan  # largest logged gradient norm (before clipping)
+    one_hop_accuracy: float = math.nan  # grey pixels on the key's rows/columns (ccnet.study.probe)
+    two_hops_accuracy: float = math.nan  # grey pixels off them
     error: str = ""
 
     @property
@@ -51,6 +53,10 @@ class RunResult:
 def _mean_iou(iou: list[float | None], classes: tuple[int, ...]) -> float:
     values = [iou[k] for k in classes if k < len(iou) and iou[k] is not None]
     return sum(values) / len(values) if values else math.nan
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
@@ -88,6 +94,9 @@ def load_run(output: Path, variant: str, seed: int) -> RunResult:
         result.miou = metrics.get("miou", math.nan)
         result.context_miou = _mean_iou(result.iou, CONTEXT_CLASSES)
         result.local_miou = _mean_iou(result.iou, (BACKGROUND, *LOCAL_CLASSES))
+        probe = read_json(path / "probe.json") or {}
+        result.one_hop_accuracy = _number(probe.get("one_hop_accuracy"))
+        result.two_hops_accuracy = _number(probe.get("two_hops_accuracy"))
     result.curve = [(r["iteration"], r["mIoU"], _mean_iou(r.get("iou", []), CONTEXT_CLASSES))
                     for r in records if r.get("type") == "eval"]
     return result

@@ -152,6 +152,7 @@ def run_study(
         if state in FINISHED:
             log(f"{prefix}: {state}, kept")
             statuses[variant, seed] = state
+            _probe(path, configs[variant, seed], state, log)
             continue
         log(f"{prefix}: {'resuming' if state == 'partial' else 'training'} -> {path}")
         status = train_one(configs[variant, seed], path)
@@ -163,4 +164,18 @@ def run_study(
         elif "error" in status:
             summary = f": {status['error']}"
         log(f"{prefix}: {status['status']} in {status['wall_s_this_invocation']:.0f} s{summary}")
+        _probe(path, configs[variant, seed], status["status"], log)
     return statuses
+
+
+def _probe(path: Path, config: Config, state: str, log: Callable[[str], None]) -> None:
+    """The one-hop / two-hop accuracy of a finished run (:mod:`ccnet.study.probe`), once."""
+    from ccnet.study.probe import PROBE_NAME, probe_run
+
+    if state == "done" and not (path / PROBE_NAME).is_file():
+        result = probe_run(path, config)
+        def pct(value: float | None) -> str:
+            return "-" if value is None else f"{100 * value:.1f}%"
+
+        log(f"  probe: grey pixels on the key's lines {pct(result['one_hop_accuracy'])} correct, "
+            f"off them {pct(result['two_hops_accuracy'])}")
