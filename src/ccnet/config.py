@@ -80,6 +80,9 @@ class DataConfig:
     # Probability that a synthetic scene has a grey object on the key's rows or columns (one
     # criss-cross hop from the key); the other grey objects share no row or column with it.
     synthetic_aligned_prob: float = 0.5
+    # one_key: every grey object takes the colour of the scene's key; two_keys: two keys, each grey
+    # object takes the colour of the key whose frame matches its tint (ccnet.data.synthetic_two_keys).
+    synthetic_task: str = "one_key"
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 
 EPILOG = """variants (--only takes these or the ablation names loops, context, consistency):
   none            no context module (FCN head; the paper's R=0 baseline)
@@ -36,15 +35,27 @@ def run(args: argparse.Namespace) -> int:
         return 0
     settings = with_overrides(StudySettings.quick() if args.quick else StudySettings.full(), args.seeds,
                               args.iterations)
-    command = "ccnet reproduce " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else ""
-    statuses = reproduce(args.output, settings, only=args.only, command=command.strip() or "ccnet reproduce",
-                         quick=args.quick)
+    statuses = reproduce(args.output, settings, only=args.only, command=_command(args), quick=args.quick)
     unfinished = [f"{v} seed {s}" for (v, s), state in statuses.items() if state not in FINISHED]
     print(f"report: {args.output}/report.md")
     if unfinished:
         print(f"{len(unfinished)} run(s) failed: {', '.join(unfinished)}; rerun the same command to retry them")
         return 1
     return 0
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this invocation (recorded in the report)."""
+    parts = ["ccnet", "reproduce", "--output", str(args.output)]
+    if args.seeds:
+        parts += ["--seeds", *map(str, args.seeds)]
+    if args.iterations is not None:
+        parts += ["--iterations", str(args.iterations)]
+    if args.only:
+        parts += ["--only", *args.only]
+    if args.quick:
+        parts.append("--quick")
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

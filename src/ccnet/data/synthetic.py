@@ -128,6 +128,28 @@ def _uniform_int(rng: np.random.Generator, lo: int, hi: int) -> int:
     return lo if hi <= lo else int(rng.integers(lo, hi + 1))
 
 
+def paint_local_object(image: np.ndarray, label: np.ndarray, cls: int, box: tuple[int, int, int, int],
+                       ellipse: bool, params: dict) -> None:
+    """Paint a locally recognisable object (stripes, checker or solid; ``params`` from the
+    layout) into float ``image`` and ``label`` at ``box`` = (y, x, h, w), in place."""
+    y, x, h, w = box
+    mask = _ellipse_mask(h, w) if ellipse else np.ones((h, w), dtype=bool)
+    yy = np.arange(y, y + h)[:, None]
+    xx = np.arange(x, x + w)[None, :]
+    if cls == STRIPES:
+        o = params["orientation"]
+        coord = yy + 0 * xx if o == 0 else xx + 0 * yy if o == 1 else yy + xx if o == 2 else yy - xx + image.shape[1]
+        colour = _STRIPE_COLOURS[((coord + params["phase"]) // max(2, params["period"] // 2)) % 2]
+    elif cls == CHECKER:
+        c = params["cell"]
+        colour = _CHECKER_COLOURS[((yy // c) + (xx // c)) % 2]
+    else:
+        colour = np.broadcast_to(_SOLID_COLOUR, (h, w, 3))
+    patch = image[y:y + h, x:x + w]
+    patch[mask] = colour[mask]
+    label[y:y + h, x:x + w][mask] = cls
+
+
 class SyntheticContextDataset(Dataset):
     """Scenes whose grey objects are classified by the colour of a distant key marker.
 
@@ -253,20 +275,7 @@ class SyntheticContextDataset(Dataset):
                 x = int(np.clip(kx + _uniform_int(rng, 0, k - 1) - w // 2, 0, W - w))
             objects.append(("grey", (y, x, h, w), bool(rng.integers(2)), {}))
 
-        locals_ = []
-        for _ in range(int(rng.integers(1, 4))):
-            cls = LOCAL_CLASSES[int(rng.integers(len(LOCAL_CLASSES)))]
-            h = _uniform_int(rng, max(2, round(0.12 * H)), max(2, round(0.3 * H)))
-            w = _uniform_int(rng, max(2, round(0.12 * W)), max(2, round(0.3 * W)))
-            y, x = _uniform_int(rng, 0, H - h), _uniform_int(rng, 0, W - w)
-            params = {
-                "period": _uniform_int(rng, 4, 9),
-                "orientation": int(rng.integers(4)),
-                "cell": _uniform_int(rng, 2, 5),
-                "phase": int(rng.integers(16)),
-            }
-            locals_.append((cls, (y, x, h, w), bool(rng.integers(2)), params))
-
+        locals_ = self._local_objects(rng)
         background = rng.uniform(25, 95) + rng.uniform(-15, 15, size=3)
         gradient = rng.uniform(-20, 20, size=2)
         return {
@@ -280,6 +289,24 @@ class SyntheticContextDataset(Dataset):
             "background": background,
             "gradient": gradient,
         }
+
+    def _local_objects(self, rng: np.random.Generator) -> list[tuple]:
+        """1-3 locally recognisable objects: ``(class, (y, x, h, w), ellipse, params)``."""
+        H, W = self.size
+        locals_ = []
+        for _ in range(int(rng.integers(1, 4))):
+            cls = LOCAL_CLASSES[int(rng.integers(len(LOCAL_CLASSES)))]
+            h = _uniform_int(rng, max(2, round(0.12 * H)), max(2, round(0.3 * H)))
+            w = _uniform_int(rng, max(2, round(0.12 * W)), max(2, round(0.3 * W)))
+            y, x = _uniform_int(rng, 0, H - h), _uniform_int(rng, 0, W - w)
+            params = {
+                "period": _uniform_int(rng, 4, 9),
+                "orientation": int(rng.integers(4)),
+                "cell": _uniform_int(rng, 2, 5),
+                "phase": int(rng.integers(16)),
+            }
+            locals_.append((cls, (y, x, h, w), bool(rng.integers(2)), params))
+        return locals_
 
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``(image uint8 (H, W, 3) RGB, label uint8 (H, W))`` of sample ``index``."""
@@ -295,22 +322,8 @@ class SyntheticContextDataset(Dataset):
         image[:] = (gy + gx)[:, :, None] + scene["background"].astype(np.float32)
 
         # Local-texture objects.
-        for cls, (y, x, h, w), ellipse, p in scene["local_objects"]:
-            mask = _ellipse_mask(h, w) if ellipse else np.ones((h, w), dtype=bool)
-            yy = np.arange(y, y + h)[:, None]
-            xx = np.arange(x, x + w)[None, :]
-            if cls == STRIPES:
-                o = p["orientation"]
-                coord = yy + 0 * xx if o == 0 else xx + 0 * yy if o == 1 else yy + xx if o == 2 else yy - xx + W
-                colour = _STRIPE_COLOURS[((coord + p["phase"]) // max(2, p["period"] // 2)) % 2]
-            elif cls == CHECKER:
-                c = p["cell"]
-                colour = _CHECKER_COLOURS[((yy // c) + (xx // c)) % 2]
-            else:
-                colour = np.broadcast_to(_SOLID_COLOUR, (h, w, 3))
-            patch = image[y:y + h, x:x + w]
-            patch[mask] = colour[mask]
-            label[y:y + h, x:x + w][mask] = cls
+        for cls, box, ellipse, p in scene["local_objects"]:
+            paint_local_object(image, label, cls, box, ellipse, p)
 
         # Grey context objects: one appearance for all three classes.
         cls = scene["key_class"]

@@ -34,9 +34,14 @@ def build_dataset(config: Config, split: str) -> Any:
     data = config.data
     if data.dataset == "synthetic":
         from ccnet.data.synthetic import SyntheticContextDataset
+        from ccnet.data.synthetic_two_keys import TwoKeySyntheticDataset
 
+        tasks = {"one_key": SyntheticContextDataset, "two_keys": TwoKeySyntheticDataset}
+        if data.synthetic_task not in tasks:
+            raise ConfigError(
+                f"config key 'data.synthetic_task' must be one_key or two_keys, got {data.synthetic_task!r}")
         num_samples = None if split == data.train_split else data.synthetic_val_samples
-        return SyntheticContextDataset(
+        return tasks[data.synthetic_task](
             "train" if split == data.train_split else "val",
             num_samples=num_samples,
             size=tuple(data.synthetic_size),

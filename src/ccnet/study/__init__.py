@@ -39,8 +39,9 @@ def reproduce(
     write_settings(output, settings, command)
     cost_path = output / "cost.json"
     costs = read_json(cost_path) or {}
-    if set(VARIANTS) - set(costs):  # all variants in one round-robin measurement
-        configs = {name: run_config(name, 0, settings) for name in VARIANTS}
+    measured = [name for name, variant in VARIANTS.items() if variant.cost_as is None]
+    if set(measured) - set(costs):  # all of them in one round-robin measurement
+        configs = {name: run_config(name, 0, settings) for name in measured}
         costs = measure_costs(configs, repeats=1 if quick else 5, memory=not quick, log=log)
         atomic_write_text(cost_path, json.dumps(costs, indent=2))
     statuses = run_study(output, variants, settings, log=log)

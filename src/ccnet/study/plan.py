@@ -16,11 +16,13 @@ from ccnet.config import Config, apply_overrides
 
 @dataclass(frozen=True)
 class Variant:
-    """One model/loss setting: a name (its folder), a label for the report and its overrides."""
+    """One model/loss setting: a name (its folder), a label for the report and its overrides.
+    ``cost_as``: a variant with the same model and loss (same cost, measured once)."""
 
     name: str
     label: str
     overrides: tuple[str, ...]
+    cost_as: str | None = None
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Ablation:
     rows: tuple[tuple[str, str], ...]
     paper: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    extra: bool = False  # not one of the paper's ablations: trained only when asked for (--only)
 
 
 # DeepLabv3 uses dilation rates (6, 12, 18) on 33x33 features (513x513 crops, output stride 16);
@@ -55,6 +58,13 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
              "loss.consistency_variant=piecewise")),
 )}
 
+# The designed task variant (ccnet.data.synthetic_two_keys): the context-module comparison on scenes
+# whose grey objects each need their own one of two keys, which an image-wide summary cannot give.
+TWO_KEYS_OF = ("none", "ppm", "aspp", "nonlocal", "rcca_r2")
+VARIANTS.update({f"two_keys_{base}": Variant(f"two_keys_{base}", f"{VARIANTS[base].label}, two-key task",
+                                             (*VARIANTS[base].overrides, "data.synthetic_task=two_keys"), base)
+                 for base in TWO_KEYS_OF})
+
 ABLATIONS: dict[str, Ablation] = {a.name: a for a in (
     Ablation("loops", "Loops of criss-cross attention (R)",
              (("R=0", "none"), ("R=1", "rcca_r1"), ("R=2", "rcca_r2"), ("R=3", "rcca_r3")),
@@ -70,6 +80,11 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in (
              (("off", "rcca_r2"), ("quadratic", "ccl_quadratic"), ("piece-wise", "ccl_piecewise")),
              {"rcca_r2": 79.8, "ccl_piecewise": 80.5},
              "TPAMI 2020: Cityscapes val; piece-wise slightly better than quadratic and more stable"),
+    Ablation("two_keys", "Context modules on the two-key task (designed here, not in the paper)",
+             (("none (FCN)", "two_keys_none"), ("PPM", "two_keys_ppm"), ("ASPP", "two_keys_aspp"),
+              ("non-local", "two_keys_nonlocal"), ("RCCA R=2", "two_keys_rcca_r2")),
+             {}, "not in the paper: each grey object takes the colour of the one of two keys whose frame matches "
+                 "its tint (ccnet.data.synthetic_two_keys), so no image-wide summary gives the answer", extra=True),
 )}
 
 
@@ -113,10 +128,17 @@ class StudySettings:
         ]
 
 
+def main_variants() -> list[str]:
+    """The variants of the paper's ablations (what a plain ``ccnet reproduce`` trains)."""
+    chosen = {variant for a in ABLATIONS.values() if not a.extra for _, variant in a.rows}
+    return [name for name in VARIANTS if name in chosen]
+
+
 def select_variants(only: list[str] | tuple[str, ...] | None) -> list[str]:
-    """Variant names for ``--only`` (variant or ablation names; all when empty), in plan order."""
+    """Variant names for ``--only`` (variant or ablation names; the paper's ablations when empty),
+    in plan order."""
     if not only:
-        return list(VARIANTS)
+        return main_variants()
     chosen: set[str] = set()
     for name in only:
         if name in ABLATIONS:

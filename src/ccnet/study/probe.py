@@ -25,14 +25,14 @@ PROBE_NAME = "probe.json"
 
 
 def key_line_masks(layout: dict[str, Any], label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Grey-object pixels (the key excluded) on the key's rows or columns, and off them."""
-    ky, kx, k = layout["key"]
+    """Grey-object pixels (the keys excluded) on a key's rows or columns, and off them."""
     grey = np.isin(label, CONTEXT_CLASSES)
-    grey[ky:ky + k, kx:kx + k] = False
     rows = np.zeros(label.shape[0], dtype=bool)
-    rows[ky:ky + k] = True
     cols = np.zeros(label.shape[1], dtype=bool)
-    cols[kx:kx + k] = True
+    for ky, kx, k, *_ in layout.get("keys", [layout["key"]]):  # the two-key task has a list
+        grey[ky:ky + k, kx:kx + k] = False
+        rows[ky:ky + k] = True
+        cols[kx:kx + k] = True
     on_lines = rows[:, None] | cols[None, :]
     return grey & on_lines, grey & ~on_lines
 
