@@ -1,6 +1,9 @@
 # Two entry points, each doing all of its own set-up on a fresh machine:
 #   make demo   create .venv, install, run the main job (ccnet train: the synthetic default)
 #   make test   create .venv, install with dev extras, run the test suite
+# and two for GPUs (README, "On a GPU"):
+#   make device-wheels   (where PyPI is reachable) the wheels the GPU machine lacks -> .device-wheels/
+#   make gpu-check       (on the GPU machine, no .venv, no network) everything measured there -> $OUT
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,7 +11,7 @@ PY := $(VENV)/bin/python
 # CPU wheel (see pip's find-links) this resolves to that wheel, never to CUDA packages.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: demo test lint clean venv
+.PHONY: demo test lint clean venv figures device-wheels gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +31,23 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 -q
 
+# The README's attention figures (docs/figures/), from the default job's model (trained first if missing).
+figures: $(VENV)/.installed
+	$(PY) docs/figures/make_figures.py
+
+# CPython 3.12 manylinux x86_64 wheels of what ccnet and its CUDA tests need beyond the GPU
+# machine's packages, their requirements closed (scripts/device_wheels.py).
+device-wheels: $(VENV)/.installed
+	$(PY) scripts/device_wheels.py --dest .device-wheels
+
+# The interpreter with the CUDA PyTorch (the machine's own: no .venv there). Results go to
+# $(OUT) (default gpu-check-out/); GPU_CHECK_ARGS for more, e.g. --only train,evaluate.
+GPU_PYTHON ?= python3
+gpu-check:
+	$(GPU_PYTHON) scripts/gpu_check.py $(if $(OUT),--output "$(OUT)") $(GPU_CHECK_ARGS)
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache .hypothesis gpu-check-out

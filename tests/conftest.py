@@ -18,3 +18,14 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 @pytest.fixture(params=DEVICES)
 def device(request) -> str:
     return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are collected everywhere and skipped, with the reason, without a GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False); "
+                                   "on a GPU machine run `make gpu-check` or `pytest -m cuda`")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)

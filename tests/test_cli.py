@@ -247,3 +247,16 @@ def test_default_train_at_reduced_size_beats_chance(tmp_path, capsys):
     assert metrics["pixel_accuracy"] > chance.pixel_accuracy
     assert (out / "model" / "model.safetensors").is_file() and list((out / "predictions").glob("*.png"))
     assert "mIoU" in capsys.readouterr().out
+
+
+def test_overrides_may_follow_the_options():
+    from ccnet.cli import parse_args
+
+    args = parse_args(["predict", "--checkpoint", "ck.pt", "a.png", "--output", "out", "eval.flip=true"])
+    assert args.inputs == ["a.png", "eval.flip=true"]
+    args = parse_args(["evaluate", "--checkpoint", "ck.pt", "--output", "m.json", "eval.mode=slide"])
+    assert args.config == ["eval.mode=slide"]
+    with pytest.raises(SystemExit):
+        parse_args(["predict", "--checkpoint", "ck.pt", "a.png", "--output", "out", "--no-such-flag"])
+    with pytest.raises(SystemExit):
+        parse_args(["bench", "op", "x=1"])

@@ -96,3 +96,14 @@ def test_run_name_says_what_is_trained(tmp_path):
     assert folder.run_name() == "streets"
     assert apply_overrides(Config(), ["data.dataset=camvid", "data.root=/x"]).run_name() == "camvid"
     assert apply_overrides(Config(), ["name=mine", "data.dataset=camvid"]).run_name() == "mine"
+
+
+def test_yaml_1_1_words_stay_strings(tmp_path):
+    """``amp=off`` is the string "off" (PyYAML alone reads on/off/yes/no as booleans)."""
+    assert apply_overrides(Config(), ["amp=off"]).amp == "off"
+    path = tmp_path / "c.yaml"
+    path.write_text("amp: off\nchannels_last: true\n")
+    config = load_config(path)
+    assert config.amp == "off" and config.channels_last is True
+    with pytest.raises(ConfigError, match="'channels_last' expects bool"):
+        apply_overrides(Config(), ["channels_last=yes"])

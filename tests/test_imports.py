@@ -30,6 +30,8 @@ ALLOWED: dict[str, set[str]] = {
                      "ccnet.files", "ccnet.interop"},
     "ccnet.study": {"ccnet.ops", "ccnet.nn", "ccnet.models", "ccnet.losses", "ccnet.data", "ccnet.config",
                     "ccnet.files", "ccnet.engine", "ccnet.bench"},
+    "ccnet.viz": {"ccnet.ops", "ccnet.nn", "ccnet.data", "ccnet.engine"},
+    "ccnet.app": {"ccnet.data", "ccnet.engine", "ccnet.viz"},
     "ccnet.cli": {"*"},
     "ccnet": {"*"},  # the top-level package re-exports the public API
 }
@@ -151,10 +153,11 @@ def test_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
+DATA_STACK = ("albumentations", "cv2", "cityscapesscripts")
 BLOCKER = textwrap.dedent("""
     import sys
 
-    BLOCKED = ("albumentations", "cv2", "cityscapesscripts")
+    BLOCKED = {blocked!r}
 
     class Blocker:
         def find_spec(self, name, path=None, target=None):
@@ -166,9 +169,10 @@ BLOCKER = textwrap.dedent("""
 """)
 
 
-def _run_blocked(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+def _run_blocked(code: str, tmp_path: Path, blocked: tuple[str, ...] = DATA_STACK) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter in which importing any of ``blocked`` fails."""
     script = tmp_path / "blocked.py"
-    script.write_text(BLOCKER + textwrap.dedent(code))
+    script.write_text(BLOCKER.replace("{blocked!r}", repr(blocked)) + textwrap.dedent(code))
     return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
 
 
@@ -203,4 +207,28 @@ def test_core_and_tools_work_without_the_data_stack(tmp_path):
         assert not loaded, loaded
         print("OK")
     """, tmp_path)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_core_runs_without_triton(tmp_path):
+    core = textwrap.dedent("""
+        import sys
+        import torch
+        import ccnet, ccnet.ops, ccnet.nn, ccnet.models  # (torch.profiler, used by ccnet.bench, imports triton)
+        from ccnet.ops import criss_cross_attention
+        q, k, v = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4), torch.randn(1, 3, 3, 4)
+        criss_cross_attention(q, k, v), criss_cross_attention(q, k, v, backend="composite")
+    """)
+    # Installed or not, triton is imported only when backend="triton" runs ...
+    result = _run_blocked(core + "print(sorted(name for name in sys.modules if name.startswith('triton')))\n",
+                          tmp_path, blocked=())
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr[-3000:]
+    # ... and without it, that call says how to install it.
+    result = _run_blocked(core + textwrap.dedent("""
+        try:
+            criss_cross_attention(q, k, v, backend="triton")
+        except ImportError as error:
+            assert "pip install 'ccnet-pytorch[triton]'" in str(error), error
+            print("OK")
+    """), tmp_path, blocked=("triton",))
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]

@@ -1,10 +1,10 @@
 """ccnet-pytorch: CCNet (criss-cross attention for semantic segmentation) in PyTorch.
 
 Subpackages: :mod:`ccnet.ops` (functional operators), :mod:`ccnet.nn` (layers),
-:mod:`ccnet.models` (backbones, CCNet, presets), :mod:`ccnet.losses`.
+:mod:`ccnet.models` (backbones, CCNet, presets), :mod:`ccnet.losses`, :mod:`ccnet.viz` (attention maps).
 """
 
-from ccnet import losses, models, nn, ops
+from ccnet import losses, models, nn, ops, viz
 from ccnet.interop import convert, export_onnx, init_backbone_from, load_backbone, load_pretrained
 from ccnet.models import CCNet, create_model
 from ccnet.nn import CrissCrossAttention, CrissCrossAttention3d, RCCAHead
@@ -29,4 +29,5 @@ __all__ = [
     "models",
     "nn",
     "ops",
+    "viz",
 ]

@@ -8,6 +8,7 @@ a message naming the key.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,24 @@ from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD
 
 class ConfigError(ValueError):
     """A config file or override is malformed; the message names the key or file."""
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML with YAML 1.2 booleans: only true/false, so ``amp=off`` stays the string "off"
+    (PyYAML's default, YAML 1.1, also reads yes/no/on/off as booleans)."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML as configs are read (safe; YAML 1.2 booleans)."""
+    return yaml.load(text, Loader=_YamlLoader)
 
 
 @dataclass
@@ -227,7 +246,7 @@ def _parse_override(text: str) -> dict[str, Any]:
         raise ConfigError(f"override {text!r} must look like key.sub=value")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = read_yaml(raw) if raw.strip() else None
     except yaml.YAMLError as error:
         raise ConfigError(f"override {key!r}: cannot parse value {raw!r}: {error}") from None
     nested: dict[str, Any] = {}
@@ -247,7 +266,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = read_yaml(path.read_text()) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: invalid YAML: {str(error).splitlines()[0]}") from None
         if not isinstance(values, dict):

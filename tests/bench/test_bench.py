@@ -11,7 +11,7 @@ from ccnet.bench.baselines import mmcv_criss_cross, official_criss_cross
 from ccnet.bench.measure import compare_times, count_flops, peak_memory_bytes
 from ccnet.bench.model import model_benchmark
 from ccnet.cli import main
-from ccnet.ops import criss_cross_attention_reference
+from ccnet.ops import criss_cross_attention, criss_cross_attention_reference
 
 
 @pytest.mark.parametrize("op", [official_criss_cross, mmcv_criss_cross])
@@ -87,6 +87,22 @@ def test_op_benchmark_rows(tiny_sizes):
     assert "| 6x7 | 2 | 8 | channels_last |" in report.op_table(rows, ceiling_gflops=100.0)
 
 
+def test_op_benchmark_with_the_triton_candidate(tiny_sizes, monkeypatch):
+    # On CUDA with triton installed the fused kernels join the candidates; here a stand-in (our
+    # default op) takes their place to check the bookkeeping and the table's extra columns.
+    assert set(attention.candidate_ops(torch.device("cpu"))) == {"ccnet", "official", "mmcv"}
+    monkeypatch.setattr(attention, "candidate_ops", lambda device: {**attention.OPS, "triton": criss_cross_attention})
+    rows = attention.op_benchmark(tiny_sizes, batches=[1], channels=[8], qk_channels=4, layouts=["nchw"], repeats=1,
+                                  log=lambda _: None)
+    (row,) = rows
+    assert set(row["ops"]) == {"ccnet", "official", "mmcv", "triton"}
+    assert {"triton_speedup_forward_backward_vs_ccnet", "triton_speedup_forward_vs_mmcv",
+            "triton_memory_ratio_vs_official"} <= set(row) and row["triton_relative_error"] < 1e-5
+    assert "speedup_forward_vs_triton" not in row  # our default is compared with the baselines only
+    header, rule, line = report.op_table(rows).splitlines()
+    assert "triton ms fwd / fwd+bwd" in header and header.count("|") == rule.count("|") == line.count("|") == 14
+
+
 def test_block_benchmark_flops_match_the_formula():
     rows = attention.block_benchmark(size=(6, 7), channels=16, reduction=4, layouts=["nchw"], repeats=1,
                                      log=lambda _: None)
@@ -102,11 +118,39 @@ def test_block_benchmark_flops_match_the_formula():
 
 
 def test_model_benchmark_small():
-    rows = model_benchmark(backbone="resnet18", inference_size=(33, 33), train_size=(32, 32), repeats=1,
-                           log=lambda _: None)
-    assert [r["task"] for r in rows] == ["inference", "train_step"]
-    assert all(r["nchw_ms"] > 0 and r["channels_last_ms"] > 0 for r in rows)
-    assert "| inference (resnet18, batch 1) | 33x33 |" in report.model_table(rows)
+    rows = model_benchmark(backbone="resnet18", inference_size=(33, 33), train_size=(32, 32), batch=2,
+                           amp=["off", "bf16"], repeats=1, log=lambda _: None)
+    assert [(r["task"], r["variant"]) for r in rows] == [
+        (task, variant) for task in ("inference", "train_step")
+        for variant in ("nchw", "nchw+bf16", "channels_last", "channels_last+bf16")]
+    assert all(r["ms"] > 0 and r["batch"] == 2 and r["peak_mb"] is None for r in rows)  # memory: CUDA only
+    assert rows[0]["speedup"] == 1.0 and rows[4]["speedup"] == 1.0  # each task against its first variant
+    assert "| inference (resnet18, batch 2) | 33x33 | channels_last | bf16 |" in report.model_table(rows)
+
+
+def test_model_benchmark_rejects_unknown_variants():
+    with pytest.raises(ValueError, match="unknown AMP mode 'fp8'"):
+        model_benchmark(backbone="resnet18", amp=["fp8"])
+
+
+def test_feature_sizes_by_name_or_hxw():
+    assert attention.feature_size("cityscapes-769") == (97, 97)
+    assert attention.feature_size("13x11") == (13, 11)
+    with pytest.raises(ValueError, match="unknown feature size '0x3'"):
+        attention.feature_size("0x3")
+
+
+def test_block_benchmark_in_bfloat16():
+    rows = attention.block_benchmark(size=(6, 7), channels=16, reduction=4, layouts=["channels_last"], repeats=1,
+                                     dtype=torch.bfloat16, log=lambda _: None)
+    assert {r["dtype"] for r in rows} == {"bfloat16"} and all(r["forward_backward_peak_mb"] > 0 for r in rows)
+
+
+def test_forward_backward_runner_frees_the_gradients_it_made():
+    # So that no call starts by freeing the last one's (CUDA's peak statistic would net that out).
+    inputs = attention.make_inputs(1, 4, 2, (5, 6), torch.float32, torch.device("cpu"), requires_grad=True)
+    attention.forward_backward_runner(official_criss_cross, inputs, torch.randn(1, 4, 5, 6))()
+    assert all(t.grad is None for t in inputs)
 
 
 def test_cli_bench_writes_json_markdown_and_plot(tiny_sizes, tmp_path, capsys):
@@ -122,3 +166,28 @@ def test_cli_bench_writes_json_markdown_and_plot(tiny_sizes, tmp_path, capsys):
 def test_cli_bench_rejects_unknown_size(capsys):
     assert main(["bench", "op", "--sizes", "nowhere"]) == 2
     assert "unknown feature size 'nowhere'" in capsys.readouterr().err
+
+
+def test_cli_bench_passes_the_device_and_model_options_through(monkeypatch, tmp_path, capsys):
+    seen = {}
+    monkeypatch.setattr(attention, "ceiling", lambda device, dtype: seen.setdefault("ceiling", device) and
+                        {"matmul_2048_gflops": 1.0})
+
+    def fake_model_benchmark(**kwargs):
+        seen["model"] = kwargs
+        return []
+
+    monkeypatch.setattr("ccnet.bench.model.model_benchmark", fake_model_benchmark)
+    assert main(["bench", "model", "--device", "cpu", "--model-batch", "8", "--model-size", "65", "67",
+                 "--model-train-size", "63", "61", "--amp", "off", "bf16", "--layouts", "channels_last"]) == 0
+    assert seen["ceiling"] == torch.device("cpu")
+    assert seen["model"] | {"device": str(seen["model"]["device"])} == {
+        "backbone": "resnet101", "inference_size": (65, 67), "train_size": (63, 61), "batch": 8,
+        "layouts": ["channels_last"], "amp": ["off", "bf16"], "device": "cpu", "repeats": 2}
+    capsys.readouterr()
+
+
+def test_cli_bench_on_a_machine_without_cuda(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["bench", "op", "--device", "cuda"]) == 2
+    assert "--device cuda: CUDA is not available" in capsys.readouterr().err

@@ -124,3 +124,13 @@ def test_gradient_clipping_bounds_the_step_and_logs_the_norm(tmp_path, monkeypat
         assert norms == pytest.approx(logged, rel=1e-4)
     else:
         assert all(n <= max_norm * 1.001 for n in norms)
+
+
+def test_resume_with_float16_amp_after_a_run_without(tmp_path):
+    # A run started without a GradScaler (CPU, amp=auto) continues with one (as on a GPU, amp=fp16):
+    # the empty scaler state of the checkpoint leaves the fresh scaler as it is.
+    Trainer(_tiny(), output_dir=tmp_path, stop_after=2, progress=False).fit()
+    assert load_checkpoint(tmp_path / "checkpoints/latest.pt")["scaler"] == {}
+    result = Trainer(_tiny("amp=fp16"), output_dir=tmp_path, resume="auto", progress=False).fit()
+    assert result.iteration == 4
+    assert load_checkpoint(tmp_path / "checkpoints/latest.pt")["scaler"]["scale"] > 0

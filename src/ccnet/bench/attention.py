@@ -1,5 +1,6 @@
-"""Benchmarks of the attention itself: our op against the official and mmcv algorithms, and the
-RCCA block against non-local blocks (the paper's cost claims).
+"""Benchmarks of the attention itself: our op against the official and mmcv algorithms (and, on
+CUDA with triton installed, our fused Triton kernels), and the RCCA block against non-local
+blocks (the paper's cost claims).
 
 Every number is measured in the same process and run; ratios are taken pair by pair between
 candidates timed round-robin (see :mod:`ccnet.bench.measure`).
@@ -7,6 +8,7 @@ candidates timed round-robin (see :mod:`ccnet.bench.measure`).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -18,6 +20,7 @@ from ccnet.bench.baselines import mmcv_criss_cross, official_criss_cross
 from ccnet.bench.measure import compare_times, count_flops, matmul_rate, median, peak_memory_bytes
 from ccnet.nn import CrissCrossAttention, NonLocal2d
 from ccnet.ops import criss_cross_attention, criss_cross_attention_reference
+from ccnet.ops.criss_cross_triton import triton_available
 
 # Feature sizes at output stride 8: Cityscapes 769x769 crops, 512x1024 crops, ADE20K 512x512.
 FEATURE_SIZES: dict[str, tuple[int, int]] = {"cityscapes-769": (97, 97), "cityscapes-512x1024": (64, 128),
@@ -27,6 +30,26 @@ OPS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
     "official": official_criss_cross,
     "mmcv": mmcv_criss_cross,
 }
+BASELINES = ("official", "mmcv")
+
+
+def candidate_ops(device: torch.device) -> dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]]:
+    """:data:`OPS`, plus ``"triton"`` (our op with ``backend="triton"``) on CUDA when triton is
+    installed: it is measured against the same baselines and against ``ccnet``, our default."""
+    ops = dict(OPS)
+    if device.type == "cuda" and triton_available():
+        ops["triton"] = functools.partial(criss_cross_attention, backend="triton")
+    return ops
+
+
+def feature_size(name: str) -> tuple[int, int]:
+    """``(H, W)`` of a named feature size (:data:`FEATURE_SIZES`) or of ``"HxW"`` (e.g. ``"13x11"``)."""
+    if name in FEATURE_SIZES:
+        return FEATURE_SIZES[name]
+    parts = name.lower().split("x")
+    if len(parts) == 2 and all(p.isdigit() and int(p) > 0 for p in parts):
+        return int(parts[0]), int(parts[1])
+    raise ValueError(f"unknown feature size {name!r}; choose from {', '.join(FEATURE_SIZES)} or give HxW")
 
 
 def attention_flops(batch: int, channels: int, qk_channels: int, height: int, width: int) -> int:
@@ -69,14 +92,16 @@ def forward_runner(op: Callable, inputs: tuple[Tensor, ...]) -> Callable[[], obj
 
 
 def forward_backward_runner(op: Callable, inputs: tuple[Tensor, ...], grad: Tensor) -> Callable[[], object]:
-    """A no-argument callable: forward, then backward of the dense gradient ``grad``."""
+    """A no-argument callable: forward, then backward of the dense gradient ``grad``. The input
+    gradients are freed before it returns, so that no call starts by freeing the previous call's
+    (the CUDA allocator's peak would net that against the call's own memory)."""
 
     def run() -> object:
-        for t in inputs:
-            t.grad = None
         with _autocast(inputs):
             out = op(*inputs)
         out.backward(grad.to(out.dtype))  # a dense gradient: an expanded one would flatter nobody
+        for t in inputs:
+            t.grad = None
 
     return run
 
@@ -102,25 +127,26 @@ def op_benchmark(
     check: bool = True,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """Forward and forward+backward time, GFLOP/s and peak memory of every op in :data:`OPS`,
-    per feature size, batch, channel count and input layout (all ops get the same tensors).
-    Returns one row per configuration."""
+    """Forward and forward+backward time, GFLOP/s and peak memory of every op of
+    :func:`candidate_ops`, per feature size, batch, channel count and input layout (all ops get
+    the same tensors). Returns one row per configuration."""
     device = torch.device(device)
+    ops = candidate_ops(device)
     rows = []
     for size_name, batch, c, layout in itertools.product(sizes, batches, channels, layouts):
-        height, width = FEATURE_SIZES[size_name]
+        height, width = feature_size(size_name)
         flops = attention_flops(batch, c, qk_channels, height, width)
         inputs = make_inputs(batch, c, qk_channels, (height, width), dtype, device, layout)
         grad_inputs = make_inputs(batch, c, qk_channels, (height, width), dtype, device, layout, requires_grad=True)
         grad = torch.randn(batch, c, height, width, generator=torch.Generator().manual_seed(1)).to(device, dtype)
         grad = grad.contiguous(memory_format=_memory_format(layout))
-        forward = compare_times({n: forward_runner(op, inputs) for n, op in OPS.items()}, device, repeats=repeats)
-        train = compare_times({n: forward_backward_runner(op, grad_inputs, grad) for n, op in OPS.items()}, device,
+        forward = compare_times({n: forward_runner(op, inputs) for n, op in ops.items()}, device, repeats=repeats)
+        train = compare_times({n: forward_backward_runner(op, grad_inputs, grad) for n, op in ops.items()}, device,
                               repeats=repeats)
         row: dict[str, Any] = {"size": size_name, "height": height, "width": width, "batch": batch, "channels": c,
                                "qk_channels": qk_channels, "layout": layout, "dtype": str(dtype).removeprefix("torch."),
                                "gflop_forward": flops / 1e9, "ops": {}}
-        for name, op in OPS.items():
+        for name, op in ops.items():
             entry = {
                 "forward_ms": median(forward[name]),
                 "forward_backward_ms": median(train[name]),
@@ -134,20 +160,30 @@ def op_benchmark(
                                                                       device) / 2**20
                 entry["forward_peak_mb"] = peak_memory_bytes(forward_runner(op, inputs), device) / 2**20
             row["ops"][name] = entry
-        ours = row["ops"]["ccnet"]
-        for name in OPS:
-            if name != "ccnet":
-                other = row["ops"][name]
-                row[f"speedup_forward_vs_{name}"] = other["forward_ms"] / ours["forward_ms"]
-                row[f"speedup_forward_backward_vs_{name}"] = other["forward_backward_ms"] / ours["forward_backward_ms"]
-                if memory:
-                    ratio = ours["forward_backward_peak_mb"] / other["forward_backward_peak_mb"]
-                    row[f"memory_ratio_vs_{name}"] = ratio
+        _add_ratios(row, "", "ccnet", BASELINES, memory)
+        if "triton" in ops:
+            _add_ratios(row, "triton_", "triton", ("ccnet", *BASELINES), memory)
         if check and batch == 1:
             row["relative_error"] = relative_error(criss_cross_attention, inputs)
+            if "triton" in ops:
+                row["triton_relative_error"] = relative_error(ops["triton"], inputs)
         log(_op_line(row))
         rows.append(row)
     return rows
+
+
+def _add_ratios(row: dict[str, Any], prefix: str, name: str, others: Iterable[str], memory: bool) -> None:
+    """``{prefix}speedup_{forward,forward_backward}_vs_{other}`` (other's time / ``name``'s) and
+    ``{prefix}memory_ratio_vs_{other}`` (``name``'s fwd+bwd peak / other's) into ``row``."""
+    ours = row["ops"][name]
+    for other_name in others:
+        other = row["ops"][other_name]
+        row[f"{prefix}speedup_forward_vs_{other_name}"] = other["forward_ms"] / ours["forward_ms"]
+        row[f"{prefix}speedup_forward_backward_vs_{other_name}"] = (other["forward_backward_ms"]
+                                                                    / ours["forward_backward_ms"])
+        if memory:
+            row[f"{prefix}memory_ratio_vs_{other_name}"] = (ours["forward_backward_peak_mb"]
+                                                            / other["forward_backward_peak_mb"])
 
 
 def _op_line(row: dict[str, Any]) -> str:
@@ -167,15 +203,17 @@ def block_benchmark(
     layouts: Iterable[str] = ("nchw", "channels_last"),
     device: torch.device | str = "cpu",
     repeats: int = 3,
+    dtype: torch.dtype = torch.float32,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """The paper's cost table: one and two non-local blocks against RCCA (R=1, 2) on a
     ``(1, channels, *size)`` feature map: FLOPs counted by FlopCounterMode, peak memory of the
-    forward (inference) and of forward+backward, forward time; per input layout."""
+    forward (inference) and of forward+backward, forward time; per input layout. Half-precision
+    ``dtype`` runs the blocks' weights and inputs in that dtype."""
     device = torch.device(device)
     torch.manual_seed(0)
-    cca, nl1, nl2 = (m(channels, reduction, gamma_init=0.5).to(device) for m in (CrissCrossAttention, NonLocal2d,
-                                                                                  NonLocal2d))
+    cca, nl1, nl2 = (m(channels, reduction, gamma_init=0.5).to(device, dtype) for m in (CrissCrossAttention,
+                                                                                         NonLocal2d, NonLocal2d))
 
     def recurrent(block: nn.Module, times: int) -> Callable[[Tensor], Tensor]:
         def run(inp: Tensor) -> Tensor:
@@ -192,14 +230,14 @@ def block_benchmark(
         memory_format = _memory_format(layout)
         for module in (cca, nl1, nl2):
             module.to(memory_format=memory_format)
-        x = torch.randn(1, channels, *size, device=device).contiguous(memory_format=memory_format)
+        x = torch.randn(1, channels, *size, device=device, dtype=dtype).contiguous(memory_format=memory_format)
         x_grad = x.clone().requires_grad_()
         grad = torch.randn_like(x)
         runners = {n: forward_runner(b, (x,)) for n, b in blocks.items()}
         times = compare_times(runners, device, warmup=1, repeats=repeats)
         for name, block in blocks.items():
             row = {
-                "block": name, "layout": layout,
+                "block": name, "layout": layout, "dtype": str(dtype).removeprefix("torch."),
                 "height": size[0], "width": size[1], "channels": channels,
                 "gflops": count_flops(forward_runner(block, (x,))) / 1e9,
                 "forward_peak_mb": peak_memory_bytes(forward_runner(block, (x,)), device) / 2**20,

@@ -2,10 +2,15 @@
 
 * Time: candidates run round-robin (A, B, C, A, B, C, ...) after warm-up, so a burst of
   background load hits all of them alike; the median is reported and ratios are taken between
-  medians of the same run.
-* Peak memory: CUDA's allocator statistics on GPU; on CPU, PyTorch's profiler memory timeline
-  (every tensor allocation and free), replayed to find the largest amount alive at once. Only
-  memory allocated inside the call counts: the inputs are excluded.
+  medians of the same run. On CUDA each call is timed by a pair of CUDA events on the current
+  stream, the device synchronised before and after (kernels run asynchronously: a host clock
+  would time their launch); on CPU by the host clock.
+* Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``,
+  minus what was allocated before the call; on CPU, PyTorch's profiler memory timeline (every
+  tensor allocation and free), replayed to find the largest amount alive at once. Either way
+  only memory allocated inside the call counts: the inputs are excluded. (On CUDA, memory that
+  the call frees but did not allocate nets out against its own: callers free such tensors
+  before, as the benchmark runners do with their gradients.)
 * FLOPs: :class:`torch.utils.flop_counter.FlopCounterMode`, an independent counter of the
   matmuls/convolutions actually dispatched.
 """
@@ -25,6 +30,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# The first calls on a GPU pay for cuDNN algorithm selection, Triton compilation and the caching
+# allocator's growth; they are never timed.
+CUDA_MIN_WARMUP = 2
+
+
+def time_call_ms(fn: Callable[[], object], device: torch.device) -> float:
+    """Milliseconds of one ``fn()``: CUDA events on ``device`` (synchronised before and after), the
+    host clock on other devices."""
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
 def compare_times(
     candidates: dict[str, Callable[[], object]],
     device: torch.device | str = "cpu",
@@ -32,12 +59,15 @@ def compare_times(
     repeats: int = 10,
     min_seconds: float = 0.0,
 ) -> dict[str, list[float]]:
-    """Wall times in milliseconds of each candidate, measured round-robin.
+    """Times in milliseconds of each candidate (:func:`time_call_ms`), measured round-robin.
 
-    Runs ``warmup`` untimed rounds, then at least ``repeats`` timed rounds (more until
-    ``min_seconds`` have passed). Returns every sample, per candidate.
+    Runs ``warmup`` untimed rounds (at least :data:`CUDA_MIN_WARMUP` on CUDA), then at least
+    ``repeats`` timed rounds (more until ``min_seconds`` have passed). Returns every sample, per
+    candidate.
     """
     device = torch.device(device)
+    if device.type == "cuda":
+        warmup = max(warmup, CUDA_MIN_WARMUP)
     for _ in range(warmup):
         for fn in candidates.values():
             fn()
@@ -46,11 +76,7 @@ def compare_times(
     rounds = 0
     while rounds < repeats or time.perf_counter() - start < min_seconds:
         for name, fn in candidates.items():
-            _sync(device)
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            samples[name].append((time.perf_counter() - t0) * 1e3)
+            samples[name].append(time_call_ms(fn, device))
         rounds += 1
     return samples
 

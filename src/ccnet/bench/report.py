@@ -10,12 +10,16 @@ from ccnet.files import atomic_write_text
 
 
 def op_table(rows: list[dict[str, Any]], ceiling_gflops: float | None = None) -> str:
-    """One line per configuration: times of each op, our speed-ups, GFLOP/s and peak memory."""
+    """One line per configuration: times of each op, our speed-ups, GFLOP/s and peak memory;
+    rows with the Triton kernels (CUDA) get their times, speed-ups and memory in three more columns."""
+    triton = any("triton" in r["ops"] for r in rows)
     lines = [
         "| features | B | C | layout | fwd ms ours / official / mmcv | fwd speed-up vs official, mmcv "
         "| fwd+bwd ms ours / official / mmcv | fwd+bwd speed-up vs official, mmcv | ours GFLOP/s fwd, fwd+bwd "
-        "| fwd+bwd peak MB ours / official / mmcv |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| fwd+bwd peak MB ours / official / mmcv |"
+        + (" triton ms fwd / fwd+bwd | triton fwd+bwd speed-up vs ours, official, mmcv "
+           "| triton fwd+bwd peak MB (ratio to the best other) |" if triton else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if triton else ""),
     ]
     for r in rows:
         ops = r["ops"]
@@ -33,9 +37,23 @@ def op_table(rows: list[dict[str, Any]], ceiling_gflops: float | None = None) ->
             f"| {r['height']}x{r['width']} | {r['batch']} | {r['channels']} | {r['layout']} | {fwd} "
             f"| {r['speedup_forward_vs_official']:.2f}x, {r['speedup_forward_vs_mmcv']:.2f}x | {train} "
             f"| {r['speedup_forward_backward_vs_official']:.2f}x, {r['speedup_forward_backward_vs_mmcv']:.2f}x "
-            f"| {rate} | {peak} |"
+            f"| {rate} | {peak} |" + (_triton_cells(r) if triton else "")
         )
     return "\n".join(lines)
+
+
+def _triton_cells(row: dict[str, Any]) -> str:
+    """The Triton kernels' three cells of an op-table row ("-" where they did not run)."""
+    if "triton" not in row["ops"]:
+        return " - | - | - |"
+    entry = row["ops"]["triton"]
+    others = ("ccnet", "official", "mmcv")
+    speedups = ", ".join(f"{row[f'triton_speedup_forward_backward_vs_{n}']:.2f}x" for n in others)
+    peak = "-"
+    if "forward_backward_peak_mb" in entry:
+        better = min(row["ops"][n]["forward_backward_peak_mb"] for n in others)
+        peak = f"{entry['forward_backward_peak_mb']:.0f} ({entry['forward_backward_peak_mb'] / better:.2f}x)"
+    return f" {entry['forward_ms']:.2f} / {entry['forward_backward_ms']:.2f} | {speedups} | {peak} |"
 
 
 def block_table(rows: list[dict[str, Any]]) -> str:
@@ -59,10 +77,12 @@ def block_table(rows: list[dict[str, Any]]) -> str:
 
 
 def model_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| task | input | NCHW ms | channels-last ms | channels-last speed-up |", "|---|---|---|---|---|"]
+    """One line per task and variant (memory format x AMP); speed-ups against each task's first variant."""
+    lines = ["| task | input | layout | AMP | ms | speed-up | peak MB |", "|---|---|---|---|---|---|---|"]
     for r in rows:
+        peak = "-" if r.get("peak_mb") is None else f"{r['peak_mb']:.0f}"
         lines.append(f"| {r['task']} ({r['backbone']}, batch {r['batch']}) | {r['height']}x{r['width']} | "
-                     f"{r['nchw_ms']:.0f} | {r['channels_last_ms']:.0f} | {r['channels_last_speedup']:.2f}x |")
+                     f"{r['layout']} | {r['amp']} | {r['ms']:.1f} | {r['speedup']:.2f}x | {peak} |")
     return "\n".join(lines)
 
 

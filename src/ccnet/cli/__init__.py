@@ -12,7 +12,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ccnet.cli import bench, demo, evaluate, interop, predict, prepare, reproduce, train
+from ccnet.cli import (
+    bench,
+    demo,
+    evaluate,
+    explore,
+    interop,
+    predict,
+    prepare,
+    reproduce,
+    train,
+    visualize_attention,
+)
 from ccnet.cli.common import one_line
 
 
@@ -26,12 +37,32 @@ def build_parser() -> argparse.ArgumentParser:
     interop.add_parsers(sub)
     bench.add_parser(sub)
     demo.add_parser(sub)
+    visualize_attention.add_parser(sub)
+    explore.add_parser(sub)
     reproduce.add_parser(sub)
     return parser
 
 
+# The positional list of each command that takes KEY=VALUE config overrides.
+_OVERRIDE_LISTS = ("config", "inputs", "overrides", "items")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; ``key=value`` overrides may also come after the options
+    (``ccnet predict --checkpoint ck.pt img.png --output out/ eval.flip=true``), which argparse
+    alone refuses once a command's positional list has been read."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        target = next((name for name in _OVERRIDE_LISTS if isinstance(getattr(args, name, None), list)), None)
+        if target is None or any(item.startswith("-") or "=" not in item for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        getattr(args, target).extend(extra)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, TypeError, OSError, FloatingPointError, KeyError) as error:
@@ -42,4 +73,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "parse_args"]

@@ -15,6 +15,7 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    backend: str | None = None  # the process group's ("nccl", "gloo"); None when running alone
 
     @property
     def is_main(self) -> bool:
@@ -22,7 +23,8 @@ class DistContext:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """In a process group: DDP, SyncBatchNorm, gathered checkpoints (even with one process)."""
+        return self.backend is not None
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -39,17 +41,24 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
+def launched_by_torchrun() -> bool:
+    """Started by ``torchrun`` (which sets ``TORCHELASTIC_RUN_ID``), with any number of processes."""
+    return "TORCHELASTIC_RUN_ID" in os.environ
+
+
 def init_distributed(device_name: str = "auto") -> DistContext:
-    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1), else run alone."""
+    """Join the process group when launched by ``torchrun`` or with ``WORLD_SIZE`` > 1, else run
+    alone. ``torchrun --nproc_per_node 1`` joins a group of one: the multi-process code path
+    (nccl or gloo, DDP, SyncBatchNorm) on a single device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
-    if world_size == 1:
+    if world_size == 1 and not launched_by_torchrun():
         return DistContext(device=device)
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, device_id=device if device.type == "cuda" else None)
-    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, device)
+    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, device, dist.get_backend())
 
 
 def cleanup_distributed() -> None:

@@ -223,7 +223,8 @@ class Trainer:
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
-        self.scaler.load_state_dict(checkpoint["scaler"])
+        if checkpoint["scaler"]:  # empty when written without float16 AMP (say, on a CPU): keep the fresh scale
+            self.scaler.load_state_dict(checkpoint["scaler"])
         self.start_iter = int(checkpoint["iteration"])
         states = checkpoint["rng"]
         set_rng_state(states[self.ctx.rank] if self.ctx.rank < len(states) else states[0])
@@ -309,7 +310,8 @@ class Trainer:
                 f"training {config.run_name()}: CCNet {config.model.backbone} {_head_name(config)}, "
                 f"{params:.1f}M params, on {self.info.name} ({self.info.num_classes} classes), "
                 f"{config.optim.iterations} iterations, "
-                f"batch {config.data.batch_size} x {ctx.world_size} on {ctx.device} -> {self.output_dir}"
+                f"batch {config.data.batch_size} x {ctx.world_size} on {ctx.device}"
+                f"{f' ({ctx.backend})' if ctx.backend else ''} -> {self.output_dir}"
             )
         bar = tqdm(total=config.optim.iterations, initial=self.start_iter, disable=not self.progress,
                    desc="train", dynamic_ncols=True, unit="it")

@@ -8,7 +8,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from ccnet.ops import criss_cross_attention, criss_cross_attention_3d, non_local_attention
+from ccnet.ops import (
+    check_backend,
+    criss_cross_attention,
+    criss_cross_attention_3d,
+    criss_cross_attention_weights,
+    non_local_attention,
+)
 
 
 class _ResidualAttention(nn.Module):
@@ -38,28 +44,54 @@ class _ResidualAttention(nn.Module):
                 f"{type(self).__name__}({self.in_channels}) expects {ndim}D input with {self.in_channels} "
                 f"channels, got shape {tuple(x.shape)}"
             )
-        out = type(self).attend(self.query_conv(x), self.key_conv(x), self.value_conv(x))
+        out = self._attend(self.query_conv(x), self.key_conv(x), self.value_conv(x))
         if not torch.is_grad_enabled() and out.dtype == x.dtype == torch.result_type(out, self.gamma):
             return out.mul_(self.gamma).add_(x)  # inference: in place, no map-sized temporaries
         return torch.addcmul(x, self.gamma, out)  # gamma * out + x in one op
+
+    def _attend(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        return type(self).attend(query, key, value)
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}"
 
 
-class CrissCrossAttention(_ResidualAttention):
+class _CrissCrossBlock(_ResidualAttention):
+    """A residual attention block whose attention is criss-cross attention (2D or 3D). Its
+    operator takes a ``backend`` (:func:`ccnet.ops.criss_cross_attention`: ``"auto"``,
+    ``"function"``, ``"composite"`` or ``"triton"``), so a model can opt in to an implementation."""
+
+    def __init__(self, in_channels: int, reduction: int = 8, gamma_init: float = 0.0, backend: str = "auto") -> None:
+        super().__init__(in_channels, reduction, gamma_init)
+        self.backend = check_backend(backend)
+
+    def _attend(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        return type(self).attend(query, key, value, backend=self.backend)
+
+    def attention_weights(self, x: Tensor) -> tuple[Tensor, ...]:
+        """The weights this block's attention gives each position of ``x`` (its own query and key
+        convs, the op's own energies): one tensor per spatial axis, see
+        :func:`ccnet.ops.criss_cross_attention_weights`. For looking at, not for the forward."""
+        return criss_cross_attention_weights(self.query_conv(x), self.key_conv(x))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.backend == "auto" else f", backend={self.backend!r}")
+
+
+class CrissCrossAttention(_CrissCrossBlock):
     """Criss-cross attention block: ``gamma * CCA(q(x), k(x), v(x)) + x`` on ``(B, C, H, W)``.
 
     Query and key are 1x1 convs to ``in_channels // reduction`` channels, value a 1x1 conv to
     ``in_channels``; ``gamma`` starts at 0 (``gamma_init``) so the block starts as the identity. Parameter names
     (``query_conv``, ``key_conv``, ``value_conv``, ``gamma`` of shape [1]) match the original
-    implementation, so its state dicts load 1:1.
+    implementation, so its state dicts load 1:1. ``backend`` chooses the operator's
+    implementation (see :func:`ccnet.ops.criss_cross_attention`).
     """
 
     attend = staticmethod(criss_cross_attention)
 
 
-class CrissCrossAttention3d(_ResidualAttention):
+class CrissCrossAttention3d(_CrissCrossBlock):
     """Criss-cross attention over ``(B, C, T, H, W)`` video features: each voxel sees its T-, H-
     and W-lines (itself once). Same parameter names as the 2D block, with 1x1x1 convs."""
 

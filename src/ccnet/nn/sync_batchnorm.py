@@ -34,7 +34,9 @@ class SyncBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics cover the whole batch across all ranks.
 
     Outside distributed training (or in eval mode) it is exactly ``nn.BatchNorm2d``; the state
-    dict has the same keys, so weights move freely between the two.
+    dict has the same keys, so weights move freely between the two. In a process group it always
+    takes the all-reduce path, even with one process (``torchrun --nproc_per_node 1`` runs the
+    code of N processes).
     """
 
     def __init__(self, num_features: int, *args, process_group: dist.ProcessGroup | None = None, **kwargs) -> None:
@@ -42,7 +44,7 @@ class SyncBatchNorm(nn.BatchNorm2d):
         self.process_group = process_group
 
     def forward(self, x: Tensor) -> Tensor:
-        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size(self.process_group) > 1
+        distributed = dist.is_available() and dist.is_initialized()
         if not (self.training and distributed):
             return super().forward(x)
         self._check_input_dim(x)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
-from ccnet.ops.composite import criss_cross_composite, energy_dtype
+from ccnet.ops.composite import composite_grads, energy_dtype
 
 
 def _line_batches(x: Tensor, axis: int) -> list[Tensor]:
@@ -230,8 +230,5 @@ class CrissCrossFunction(torch.autograd.Function):
     def backward(ctx: FunctionCtx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         query, key, value, lse = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: differentiate the composite instead
-            inputs = [t for t, needed in zip((query, key, value), ctx.needs_input_grad, strict=True) if needed]
-            grads = iter(torch.autograd.grad(criss_cross_composite(query, key, value), inputs, grad_out,
-                                             create_graph=True))
-            return tuple(next(grads) if needed else None for needed in ctx.needs_input_grad)
+            return composite_grads(ctx.needs_input_grad, grad_out, query, key, value)
         return criss_cross_backward(grad_out, query, key, value, lse)

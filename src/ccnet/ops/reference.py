@@ -20,16 +20,24 @@ def criss_cross_mask(*spatial: int, device: torch.device | str | None = None) ->
     return differing <= 1
 
 
-def _dense_masked_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-    batch, channels = value.shape[:2]
+def criss_cross_attention_matrix_reference(query: Tensor, key: Tensor) -> Tensor:
+    """Dense ``(B, N, N)`` criss-cross attention matrix of ``(B, Cq, *spatial)`` query and key
+    (2D or 3D), positions flattened in row-major order: ``a[b, i, j]`` is the weight position ``i``
+    gives position ``j``, 0 off the criss-cross path; each row sums to 1. At least float32."""
+    batch = query.shape[0]
     spatial = query.shape[2:]
     dtype = torch.promote_types(query.dtype, torch.float32)
     q = query.reshape(batch, query.shape[1], -1).to(dtype)  # (B, Cq, N)
     k = key.reshape(batch, key.shape[1], -1).to(dtype)
-    v = value.reshape(batch, channels, -1).to(dtype)  # (B, C, N)
     energy = q.transpose(1, 2) @ k  # (B, N, N): energy[b, i, j] = <q_i, k_j>
     energy = energy.masked_fill(~criss_cross_mask(*spatial, device=query.device), float("-inf"))
-    attention = torch.softmax(energy, dim=-1)
+    return torch.softmax(energy, dim=-1)
+
+
+def _dense_masked_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+    batch, channels = value.shape[:2]
+    attention = criss_cross_attention_matrix_reference(query, key)
+    v = value.reshape(batch, channels, -1).to(attention.dtype)  # (B, C, N)
     out = v @ attention.transpose(1, 2)  # (B, C, N): out[:, :, i] = sum_j a[i, j] v_j
     return out.reshape(value.shape).to(value.dtype)
 
