@@ -308,22 +308,25 @@ class SyntheticContextDataset(Dataset):
             locals_.append((cls, (y, x, h, w), bool(rng.integers(2)), params))
         return locals_
 
+    def _paint_background_and_locals(self, scene: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Float image and label of the scene's background (a tinted level plus a linear
+        gradient) and its locally recognisable objects."""
+        H, W = self.size
+        image = np.empty((H, W, 3), dtype=np.float32)
+        label = np.zeros((H, W), dtype=np.uint8)
+        gy = np.linspace(-1.0, 1.0, H, dtype=np.float32)[:, None] * np.float32(scene["gradient"][0])
+        gx = np.linspace(-1.0, 1.0, W, dtype=np.float32)[None, :] * np.float32(scene["gradient"][1])
+        image[:] = (gy + gx)[:, :, None] + scene["background"].astype(np.float32)
+        for cls, box, ellipse, params in scene["local_objects"]:
+            paint_local_object(image, label, cls, box, ellipse, params)
+        return image, label
+
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``(image uint8 (H, W, 3) RGB, label uint8 (H, W))`` of sample ``index``."""
         rng = self.rng(index)
         scene = self._layout(rng)
         H, W = self.size
-        image = np.empty((H, W, 3), dtype=np.float32)
-        label = np.zeros((H, W), dtype=np.uint8)
-
-        # Background: tinted level plus a linear gradient.
-        gy = np.linspace(-1.0, 1.0, H, dtype=np.float32)[:, None] * np.float32(scene["gradient"][0])
-        gx = np.linspace(-1.0, 1.0, W, dtype=np.float32)[None, :] * np.float32(scene["gradient"][1])
-        image[:] = (gy + gx)[:, :, None] + scene["background"].astype(np.float32)
-
-        # Local-texture objects.
-        for cls, box, ellipse, p in scene["local_objects"]:
-            paint_local_object(image, label, cls, box, ellipse, p)
+        image, label = self._paint_background_and_locals(scene)
 
         # Grey context objects: one appearance for all three classes.
         cls = scene["key_class"]

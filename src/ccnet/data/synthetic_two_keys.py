@@ -30,7 +30,6 @@ from ccnet.data.synthetic import (
     SyntheticContextDataset,
     _ellipse_mask,
     _uniform_int,
-    paint_local_object,
 )
 
 __all__ = ["KINDS", "TwoKeySyntheticDataset"]
@@ -106,13 +105,7 @@ class TwoKeySyntheticDataset(SyntheticContextDataset):
         rng = self.rng(index)
         scene = self._layout(rng)
         H, W = self.size
-        image = np.empty((H, W, 3), dtype=np.float32)
-        label = np.zeros((H, W), dtype=np.uint8)
-        gy = np.linspace(-1.0, 1.0, H, dtype=np.float32)[:, None] * np.float32(scene["gradient"][0])
-        gx = np.linspace(-1.0, 1.0, W, dtype=np.float32)[None, :] * np.float32(scene["gradient"][1])
-        image[:] = (gy + gx)[:, :, None] + scene["background"].astype(np.float32)
-        for cls, box, ellipse, params in scene["local_objects"]:
-            paint_local_object(image, label, cls, box, ellipse, params)
+        image, label = self._paint_background_and_locals(scene)
         for kind, (y, x, h, w), ellipse, cls in scene["grey_objects"]:
             mask = _ellipse_mask(h, w) if ellipse else np.ones((h, w), dtype=bool)
             image[y:y + h, x:x + w][mask] = np.float32(scene["grey"]) + np.asarray(KINDS[kind][1], np.float32)

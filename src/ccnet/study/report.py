@@ -342,6 +342,18 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path, title: str) -> None:
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _sd_pct(summary: Summary) -> float:
+    """The standard deviation in percent for an error bar (0 for a single run)."""
+    return 0.0 if math.isnan(summary.sd) else 100 * summary.sd
+
+
 def plot_miou(study: Study, path: Path) -> None:
     """mIoU per variant, one panel per ablation: every seed as a dot, mean ± sd as a bar."""
     plt = _pyplot()
@@ -353,16 +365,13 @@ def plot_miou(study: Study, path: Path) -> None:
             seeds = [100 * r.miou for r in study.runs[variant] if r.done]
             ax.scatter([x] * len(seeds), seeds, color="tab:blue", s=18, zorder=3)
             if summary.n:
-                sd = 0.0 if math.isnan(summary.sd) else 100 * summary.sd
-                ax.errorbar([x + 0.15], [100 * summary.mean], yerr=[sd], fmt="o", color="black", capsize=4)
+                ax.errorbar([x + 0.15], [100 * summary.mean], yerr=[_sd_pct(summary)], fmt="o", color="black",
+                            capsize=4)
         ax.set_xticks(range(len(ablation.rows)), [label for label, _ in ablation.rows], rotation=20)
         ax.set_ylabel("mIoU (%)")
         ax.set_title(ablation.title, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("mIoU per variant: dots = seeds, black = mean ± sd", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path, "mIoU per variant: dots = seeds, black = mean ± sd")
 
 
 def plot_cost(study: Study, path: Path) -> None:
@@ -375,16 +384,12 @@ def plot_cost(study: Study, path: Path) -> None:
             summary, cost = study.summary(variant), study.cost(variant, key)
             if not summary.n or math.isnan(cost):
                 continue
-            sd = 0.0 if math.isnan(summary.sd) else 100 * summary.sd
-            ax.errorbar([cost], [100 * summary.mean], yerr=[sd], fmt="o", capsize=3)
+            ax.errorbar([cost], [100 * summary.mean], yerr=[_sd_pct(summary)], fmt="o", capsize=3)
             ax.annotate(variant, (cost, 100 * summary.mean), fontsize=7, xytext=(4, 3), textcoords="offset points")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("mIoU (%)")
         ax.grid(alpha=0.3)
-    fig.suptitle("accuracy against cost (mean ± sd over seeds)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path, "accuracy against cost (mean ± sd over seeds)")
 
 
 def plot_curves(study: Study, path: Path) -> None:
@@ -400,7 +405,7 @@ def plot_curves(study: Study, path: Path) -> None:
             for iteration in iterations:
                 summary = _curve_values(runs, iteration, 1)
                 means.append(100 * summary.mean)
-                sds.append(0.0 if math.isnan(summary.sd) else 100 * summary.sd)
+                sds.append(_sd_pct(summary))
             if not iterations:
                 continue
             line = ax.plot(iterations, means, marker="o", markersize=3, label=label)[0]
@@ -411,9 +416,7 @@ def plot_curves(study: Study, path: Path) -> None:
         ax.set_title(ablation.title, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path, "validation mIoU during training (mean ± sd over seeds)")
 
 
 # -- the report --------------------------------------------------------------------------------------
