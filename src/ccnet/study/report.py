@@ -163,8 +163,13 @@ def stability_row(study: Study) -> tuple[str, str, str]:
 
     def text(p: dict[str, int]) -> str:
         return (f"{p['diverged']} diverged, {p['failed']} failed, {p['context not learned']} did not learn the "
-                f"context, of {p['done'] + p['diverged'] + p['failed']}")
+                f"context, of {ended(p)}")
 
+    def ended(p: dict[str, int]) -> int:
+        return p["done"] + p["diverged"] + p["failed"]
+
+    if not ended(quad) or not ended(piece):
+        return "-", "not measured", "One of the two forms has no finished run."
     sd_q, sd_p = study.summary("ccl_quadratic").sd, study.summary("ccl_piecewise").sd
     measured = f"piece-wise: {text(piece)} (sd {_pct(sd_p)}); quadratic: {text(quad)} (sd {_pct(sd_q)})"
     if bad(piece) < bad(quad):
@@ -415,7 +420,8 @@ def plot_curves(study: Study, path: Path) -> None:
         ax.set_ylabel("validation mIoU (%)")
         ax.set_title(ablation.title, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_lines():
+            ax.legend(fontsize=7)
     _save(plt, fig, path, "validation mIoU during training (mean ± sd over seeds)")
 
 
