@@ -20,6 +20,9 @@ from ccnet.study.runner import read_json, run_dir, run_status
 # A run "did not learn the context" when its grey objects' classes (decided by the distant key)
 # stay near a guess: without any context module they end at ~40-45 IoU, solved runs at ~93.
 CONTEXT_LEARNED_IOU = 0.60
+# A context class counts as solved at this IoU (solved runs reach ~93; some runs solve one or two of
+# the three classes and stay near a guess on the others).
+CLASS_SOLVED_IOU = 0.80
 
 
 @dataclass
@@ -40,6 +43,7 @@ class RunResult:
     one_hop_accuracy: float = math.nan  # grey pixels on the key's rows/columns (ccnet.study.probe)
     two_hops_accuracy: float = math.nan  # grey pixels off them
     error: str = ""
+    threads: int | None = None  # CPU threads it was trained with (status.json)
 
     @property
     def done(self) -> bool:
@@ -48,6 +52,11 @@ class RunResult:
     @property
     def context_learned(self) -> bool:
         return self.done and self.context_miou >= CONTEXT_LEARNED_IOU
+
+    @property
+    def context_classes_solved(self) -> int:
+        """How many of the three context classes reach :data:`CLASS_SOLVED_IOU`."""
+        return sum(1 for k in CONTEXT_CLASSES if k < len(self.iou) and self.iou[k] >= CLASS_SOLVED_IOU)
 
 
 def _mean_iou(iou: list[float | None], classes: tuple[int, ...]) -> float:
@@ -76,6 +85,7 @@ def load_run(output: Path, variant: str, seed: int) -> RunResult:
     result = RunResult(variant, seed, run_status(path))
     status = read_json(path / "status.json") or {}
     result.error = status.get("error", "")
+    result.threads = status.get("threads")
     records = read_log(path / "log.jsonl")
     train = [r for r in records if r.get("type", "train") != "eval"]
     if train:

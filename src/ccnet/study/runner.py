@@ -112,6 +112,7 @@ def train_one(config: Config, path: Path) -> dict[str, Any]:
             traceback.print_exc(file=log)
             status = {"status": "failed", "error": f"{type(error).__name__}: {_message(error)}"}
     status["wall_s_this_invocation"] = time.perf_counter() - start
+    status["threads"] = torch.get_num_threads()  # float reduction order, and so the trajectory, depends on it
     atomic_write_text(path / STATUS_NAME, json.dumps(status, indent=2))
     return status
 
