@@ -268,16 +268,17 @@ def separation_notes(study: Study) -> list[str]:
 
 
 def _curve_values(runs: list[RunResult], iteration: int, index: int) -> Summary:
+    """Evaluation ``index`` (1: mIoU, 2: context mIoU) at ``iteration`` over the finished runs."""
     values = []
     for run in runs:
-        for point in run.curve:
+        for point in run.curve if run.done else ():
             if point[0] == iteration and not math.isnan(point[index]):
                 values.append(point[index])
     return Summary(tuple(values))
 
 
 def _iterations(runs: list[RunResult]) -> list[int]:
-    return sorted({point[0] for run in runs for point in run.curve})
+    return sorted({point[0] for run in runs if run.done for point in run.curve})
 
 
 def _curve_difference(study: Study, a: str, b: str) -> str:
