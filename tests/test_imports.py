@@ -28,6 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     "ccnet.bench": {"ccnet.ops", "ccnet.nn", "ccnet.models", "ccnet.losses", "ccnet.files"},
     "ccnet.engine": {"ccnet.ops", "ccnet.nn", "ccnet.models", "ccnet.losses", "ccnet.data", "ccnet.config",
                      "ccnet.files", "ccnet.interop"},
+    "ccnet.study": {"ccnet.ops", "ccnet.nn", "ccnet.models", "ccnet.losses", "ccnet.data", "ccnet.config",
+                    "ccnet.files", "ccnet.engine", "ccnet.bench"},
     "ccnet.viz": {"ccnet.ops", "ccnet.nn", "ccnet.data", "ccnet.engine"},
     "ccnet.app": {"ccnet.data", "ccnet.engine", "ccnet.viz"},
     "ccnet.detection": {"ccnet.ops", "ccnet.nn", "ccnet.models", "ccnet.data", "ccnet.config", "ccnet.files",

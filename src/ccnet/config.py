@@ -72,6 +72,11 @@ class ModelConfig:
     # The attention's residual weight at step 0: 0 in the paper (and in every published config);
     # the 5-minute CPU job starts at 1 so the attention path learns from the first step.
     gamma_init: float = 1.0
+    # The head's context module (the paper's ablation, same place on the same backbone): rcca
+    # (CCNet), nonlocal, ppm (PSPNet pyramid pooling), aspp (DeepLabv3) or none (FCN baseline).
+    context: str = "rcca"
+    ppm_bins: list[int] = field(default_factory=lambda: [1, 2, 3, 6])
+    aspp_rates: list[int] = field(default_factory=lambda: [12, 24, 36])  # in feature cells (DeepLabv3 at OS 8)
 
 
 @dataclass
@@ -95,6 +100,9 @@ class DataConfig:
     # Probability that a synthetic scene has a grey object on the key's rows or columns (one
     # criss-cross hop from the key); the other grey objects share no row or column with it.
     synthetic_aligned_prob: float = 0.5
+    # one_key: every grey object takes the colour of the scene's key; two_keys: two keys, each grey
+    # object takes the colour of the key whose frame matches its tint (ccnet.data.synthetic_two_keys).
+    synthetic_task: str = "one_key"
 
 
 @dataclass

@@ -12,7 +12,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ccnet.cli import bench, demo, evaluate, explore, interop, predict, prepare, train, visualize_attention
+from ccnet.cli import (
+    bench,
+    demo,
+    evaluate,
+    explore,
+    interop,
+    predict,
+    prepare,
+    reproduce,
+    train,
+    visualize_attention,
+)
 from ccnet.cli.common import one_line
 
 
@@ -28,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     visualize_attention.add_parser(sub)
     explore.add_parser(sub)
+    reproduce.add_parser(sub)
     return parser
 
 

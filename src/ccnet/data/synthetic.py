@@ -298,20 +298,7 @@ class SyntheticContextDataset(RenderedDataset):
                 x = int(np.clip(kx + _uniform_int(rng, 0, k - 1) - w // 2, 0, W - w))
             objects.append(("grey", (y, x, h, w), bool(rng.integers(2)), {}))
 
-        locals_ = []
-        for _ in range(int(rng.integers(1, 4))):
-            cls = LOCAL_CLASSES[int(rng.integers(len(LOCAL_CLASSES)))]
-            h = _uniform_int(rng, max(2, round(0.12 * H)), max(2, round(0.3 * H)))
-            w = _uniform_int(rng, max(2, round(0.12 * W)), max(2, round(0.3 * W)))
-            y, x = _uniform_int(rng, 0, H - h), _uniform_int(rng, 0, W - w)
-            params = {
-                "period": _uniform_int(rng, 4, 9),
-                "orientation": int(rng.integers(4)),
-                "cell": _uniform_int(rng, 2, 5),
-                "phase": int(rng.integers(16)),
-            }
-            locals_.append((cls, (y, x, h, w), bool(rng.integers(2)), params))
-
+        locals_ = self._local_objects(rng)
         background = rng.uniform(25, 95) + rng.uniform(-15, 15, size=3)
         gradient = rng.uniform(-20, 20, size=2)
         return {
@@ -326,22 +313,43 @@ class SyntheticContextDataset(RenderedDataset):
             "gradient": gradient,
         }
 
+    def _local_objects(self, rng: np.random.Generator) -> list[tuple]:
+        """1-3 locally recognisable objects: ``(class, (y, x, h, w), ellipse, params)``."""
+        H, W = self.size
+        locals_ = []
+        for _ in range(int(rng.integers(1, 4))):
+            cls = LOCAL_CLASSES[int(rng.integers(len(LOCAL_CLASSES)))]
+            h = _uniform_int(rng, max(2, round(0.12 * H)), max(2, round(0.3 * H)))
+            w = _uniform_int(rng, max(2, round(0.12 * W)), max(2, round(0.3 * W)))
+            y, x = _uniform_int(rng, 0, H - h), _uniform_int(rng, 0, W - w)
+            params = {
+                "period": _uniform_int(rng, 4, 9),
+                "orientation": int(rng.integers(4)),
+                "cell": _uniform_int(rng, 2, 5),
+                "phase": int(rng.integers(16)),
+            }
+            locals_.append((cls, (y, x, h, w), bool(rng.integers(2)), params))
+        return locals_
+
+    def _paint_background_and_locals(self, scene: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Float image and label of the scene's background (a tinted level plus a linear
+        gradient) and its locally recognisable objects."""
+        H, W = self.size
+        image = np.empty((H, W, 3), dtype=np.float32)
+        label = np.zeros((H, W), dtype=np.uint8)
+        gy = np.linspace(-1.0, 1.0, H, dtype=np.float32)[:, None] * np.float32(scene["gradient"][0])
+        gx = np.linspace(-1.0, 1.0, W, dtype=np.float32)[None, :] * np.float32(scene["gradient"][1])
+        image[:] = (gy + gx)[:, :, None] + scene["background"].astype(np.float32)
+        for cls, box, ellipse, params in scene["local_objects"]:
+            paint_local_object(image, label, cls, box, ellipse, params)
+        return image, label
+
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``(image uint8 (H, W, 3) RGB, label uint8 (H, W))`` of sample ``index``."""
         rng = self.rng(index)
         scene = self._layout(rng)
         H, W = self.size
-        image = np.empty((H, W, 3), dtype=np.float32)
-        label = np.zeros((H, W), dtype=np.uint8)
-
-        # Background: tinted level plus a linear gradient.
-        gy = np.linspace(-1.0, 1.0, H, dtype=np.float32)[:, None] * np.float32(scene["gradient"][0])
-        gx = np.linspace(-1.0, 1.0, W, dtype=np.float32)[None, :] * np.float32(scene["gradient"][1])
-        image[:] = (gy + gx)[:, :, None] + scene["background"].astype(np.float32)
-
-        # Local-texture objects.
-        for cls, box, ellipse, p in scene["local_objects"]:
-            paint_local_object(image, label, cls, box, ellipse, p)
+        image, label = self._paint_background_and_locals(scene)
 
         # Grey context objects: one appearance for all three classes.
         cls = scene["key_class"]

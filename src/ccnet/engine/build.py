@@ -11,6 +11,7 @@ from ccnet.config import VIDEO_DATASETS, Config, ConfigError
 from ccnet.data.info import DatasetInfo
 from ccnet.losses import ClipCriterion, SegmentationCriterion
 from ccnet.models import CCNet, CCNet3D
+from ccnet.nn import CONTEXTS
 
 
 class DatasetHead(Subset):
@@ -60,9 +61,14 @@ def build_dataset(config: Config, split: str) -> Any:
         return build_video_dataset(config, split)
     if data.dataset == "synthetic":
         from ccnet.data.synthetic import SyntheticContextDataset
+        from ccnet.data.synthetic_two_keys import TwoKeySyntheticDataset
 
+        tasks = {"one_key": SyntheticContextDataset, "two_keys": TwoKeySyntheticDataset}
+        if data.synthetic_task not in tasks:
+            raise ConfigError(
+                f"config key 'data.synthetic_task' must be one_key or two_keys, got {data.synthetic_task!r}")
         num_samples = None if split == data.train_split else data.synthetic_val_samples
-        return SyntheticContextDataset(
+        return tasks[data.synthetic_task](
             "train" if split == data.train_split else "val",
             num_samples=num_samples,
             size=tuple(data.synthetic_size),
@@ -123,6 +129,9 @@ def build_val_dataset(config: Config, split: str | None = None) -> Any:
 
 def build_model(config: Config, num_classes: int) -> CCNet:
     """CCNet, or for a video dataset CCNet3D (``video.attention``: across the clip or per frame)."""
+    if config.model.context not in CONTEXTS:
+        raise ConfigError(
+            f"config key 'model.context' must be one of {', '.join(CONTEXTS)}, got {config.model.context!r}")
     kwargs = dict(consistency=config.loss.consistency, **dataclasses.asdict(config.model))
     if config.is_video:
         if config.video.attention not in ("3d", "2d"):

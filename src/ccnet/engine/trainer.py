@@ -141,6 +141,11 @@ def load_checkpoint_weights(model: nn.Module, checkpoint: dict[str, Any], path: 
         raise ValueError(f"{path}: weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
 
+def _head_name(config: Config) -> str:
+    context = config.model.context
+    return f"R={config.model.recurrence}" if context == "rcca" else f"context={context}"
+
+
 @dataclass
 class TrainResult:
     output_dir: Path
@@ -244,7 +249,8 @@ class Trainer:
         return model
 
     def _find_unused_parameters(self) -> bool:
-        return self.config.model.recurrence == 0  # the attention is skipped
+        model = self.config.model
+        return model.context == "rcca" and model.recurrence == 0  # the attention is skipped
 
     def _build_criterion(self) -> Any:
         return build_criterion(self.config, self.info.ignore_index)
@@ -259,7 +265,7 @@ class Trainer:
     def _describe(self) -> str:
         config = self.config
         video = f" (attention {config.video.attention})" if config.is_video else ""
-        return f"{type(self.model).__name__} {config.model.backbone} R={config.model.recurrence}{video}"
+        return f"{type(self.model).__name__} {config.model.backbone} {_head_name(config)}{video}"
 
     def _forward_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and the scalar logs of one training batch (already under autocast)."""
@@ -448,7 +454,8 @@ class Trainer:
         )
         metrics = confusion.compute()
         summary = {"iteration": iteration, "type": "eval", "mIoU": metrics.miou,
-                   "aAcc": metrics.pixel_accuracy, "mAcc": metrics.mean_accuracy}
+                   "aAcc": metrics.pixel_accuracy, "mAcc": metrics.mean_accuracy,
+                   "iou": metrics.to_dict()["iou"]}  # per class (learning curves of ccnet reproduce)
         self._log(summary)
         if self.ctx.is_main:
             tqdm.write(metrics.format_table(self.info.class_names))

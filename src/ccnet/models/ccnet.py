@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ccnet.models.hub import PretrainedMixin
 from ccnet.models.resnet import build_resnet
+from ccnet.nn.context import ContextHead, build_context_module
 from ccnet.nn.rcca import FCNHead, RCCAHead
 
 
@@ -25,6 +26,12 @@ class CCNet(PretrainedMixin, nn.Module):
     ``aux``) and ``"embedding"`` (when ``consistency``: the features for the category consistent
     loss, always at feature resolution). ``"out"``/``"aux"`` are at input resolution, or at
     feature resolution with ``upsample=False``.
+
+    ``context`` chooses the head's context module, at the same place on the same backbone (the
+    paper's ablation): ``"rcca"`` (CCNet, ``recurrence`` loops), ``"nonlocal"`` (one non-local
+    block), ``"ppm"`` (PSPNet's pyramid pooling, ``ppm_bins``), ``"aspp"`` (DeepLabv3's ASPP,
+    ``aspp_rates`` in feature cells) or ``"none"`` (no context module: the FCN baseline).
+    ``recurrence`` only applies to ``"rcca"``.
     """
 
     def __init__(
@@ -52,6 +59,9 @@ class CCNet(PretrainedMixin, nn.Module):
         embedding_channels: int = 16,
         align_corners: bool = True,
         gamma_init: float = 0.0,
+        context: str = "rcca",
+        ppm_bins: Sequence[int] = (1, 2, 3, 6),
+        aspp_rates: Sequence[int] = (12, 24, 36),
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -74,18 +84,18 @@ class CCNet(PretrainedMixin, nn.Module):
             act=backbone_act,
         )
         stage3_channels, stage4_channels = self.backbone.out_channels[2:]
-        self.head = RCCAHead(
-            stage4_channels,
-            num_classes,
-            channels=head_channels,
-            recurrence=recurrence,
-            reduction=reduction,
-            norm=norm,
-            act=head_act,
-            dropout=dropout,
-            embedding_channels=embedding_channels if consistency else None,
-            gamma_init=gamma_init,
-        )
+        self.context = context
+        head_kwargs: dict[str, Any] = dict(channels=head_channels, norm=norm, act=head_act, dropout=dropout,
+                                           embedding_channels=embedding_channels if consistency else None)
+        self.head: RCCAHead | ContextHead
+        if context == "rcca":
+            self.head = RCCAHead(stage4_channels, num_classes, recurrence=recurrence, reduction=reduction,
+                                 gamma_init=gamma_init, **head_kwargs)
+        else:
+            module = build_context_module(context, head_channels, norm=norm, act=head_act, reduction=reduction,
+                                          gamma_init=gamma_init, ppm_bins=ppm_bins, aspp_rates=aspp_rates,
+                                          align_corners=align_corners)
+            self.head = ContextHead(stage4_channels, num_classes, module, **head_kwargs)
         self.aux_head = (
             FCNHead(stage3_channels, num_classes, channels=aux_channels, bias=aux_bias, norm=norm, act=head_act,
                     dropout=dropout)
@@ -95,7 +105,8 @@ class CCNet(PretrainedMixin, nn.Module):
 
     @property
     def recurrence(self) -> int:
-        return self.head.recurrence
+        """Loops of criss-cross attention (0 when the head has another context module)."""
+        return self.head.recurrence if isinstance(self.head, RCCAHead) else 0
 
     def _resize(self, logits: Tensor, size: Sequence[int]) -> Tensor:
         return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=self.align_corners)

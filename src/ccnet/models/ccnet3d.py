@@ -52,6 +52,9 @@ class CCNet3D(CCNet):
 
     def __init__(self, num_classes: int, *args: Any, temporal: bool = True, **kwargs: Any) -> None:
         super().__init__(num_classes, *args, **kwargs)
+        if self.context != "rcca":
+            raise ValueError(f"CCNet3D runs criss-cross attention across the clip: context must be 'rcca', "
+                             f"got {self.context!r}")
         self.config["temporal"] = bool(temporal)
         self.temporal = bool(temporal)
 

@@ -17,6 +17,18 @@ def conv_norm_act(in_channels: int, out_channels: int, *, norm: str, act: str, b
     )
 
 
+def fusion_classifier(in_channels: int, channels: int, num_classes: int, *, norm: str, act: str,
+                      dropout: float) -> nn.Sequential:
+    """The head's last stage on ``concat(x, context)``: 3x3 conv + norm/act, dropout, 1x1
+    classifier (keys ``0``, ``1``, ``3`` as the official ``bottleneck``)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels + channels, channels, kernel_size=3, padding=1, bias=False),
+        make_norm(norm, channels, act=act),
+        nn.Dropout2d(dropout),
+        nn.Conv2d(channels, num_classes, kernel_size=1),
+    )
+
+
 class RCCAHead(nn.Module):
     """RCCA head: reduce, criss-cross attention ``recurrence`` times, fuse with the input, classify.
 
@@ -24,6 +36,7 @@ class RCCAHead(nn.Module):
     module (shared weights) runs every loop; two loops give every pixel a path to every other
     pixel. ``recurrence=0`` keeps the convolutions and skips attention (the paper's baseline).
     Module names follow the official code (``conva``, ``cca``, ``convb``, ``bottleneck``).
+    :class:`ccnet.nn.context.ContextHead` is the same frame around other context modules.
 
     ``gamma_init``: the attention's residual weight at the start (0 in the paper).
 
@@ -52,12 +65,7 @@ class RCCAHead(nn.Module):
         self.conva = conv_norm_act(in_channels, channels, norm=norm, act=act)
         self.cca = CrissCrossAttention(channels, reduction=reduction, gamma_init=gamma_init)
         self.convb = conv_norm_act(channels, channels, norm=norm, act=act)
-        self.bottleneck = nn.Sequential(
-            nn.Conv2d(in_channels + channels, channels, kernel_size=3, padding=1, bias=False),
-            make_norm(norm, channels, act=act),
-            nn.Dropout2d(dropout),
-            nn.Conv2d(channels, num_classes, kernel_size=1),
-        )
+        self.bottleneck = fusion_classifier(in_channels, channels, num_classes, norm=norm, act=act, dropout=dropout)
         self.embedding = nn.Conv2d(channels, embedding_channels, kernel_size=1) if embedding_channels else None
 
     def forward(self, x: Tensor, recurrence: int | None = None,

@@ -1,0 +1,61 @@
+"""``ccnet reproduce``: the paper's ablations on the synthetic benchmark, trained one run at a
+time, resumably, and a report generated from the runs' own files.
+
+``plan`` (the variants and ablations), ``runner`` (training, resuming, statuses), ``cost``
+(step time, peak memory, head FLOPs), ``results`` (reading runs back, statistics), ``report``
+(report.md and plots).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from ccnet.files import atomic_write_text
+from ccnet.study.plan import ABLATIONS, VARIANTS, StudySettings, run_config, select_variants
+from ccnet.study.runner import read_json, run_study, write_settings
+
+__all__ = ["ABLATIONS", "VARIANTS", "StudySettings", "reproduce"]
+
+
+def reproduce(
+    output: str | Path,
+    settings: StudySettings,
+    only: list[str] | None = None,
+    command: str = "ccnet reproduce",
+    quick: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[tuple[str, int], str]:
+    """Measure the variants' cost (once), train every run not finished yet, write the report.
+    Returns the status of each run of this invocation (``done``, ``diverged``, ``failed``).
+    ``quick``: a pipeline check; the cost is timed once and peak memory is not profiled."""
+    from ccnet.study.cost import measure_costs
+    from ccnet.study.report import write_report
+
+    output = Path(output)
+    variants = select_variants(only)
+    write_settings(output, settings, command)
+    cost_path = output / "cost.json"
+    costs = read_json(cost_path) or {}
+    measured = [name for name, variant in VARIANTS.items() if variant.cost_as is None]
+    if set(measured) - set(costs):  # all of them in one round-robin measurement
+        configs = {name: run_config(name, 0, settings) for name in measured}
+        costs = measure_costs(configs, repeats=1 if quick else 5, memory=not quick, log=log)
+        atomic_write_text(cost_path, json.dumps(costs, indent=2))
+    statuses = run_study(output, variants, settings, log=log)
+    write_report(output, log=log)
+    return statuses
+
+
+def with_overrides(settings: StudySettings, seeds: list[int] | None, iterations: int | None) -> StudySettings:
+    """``settings`` with the command line's ``--seeds`` / ``--iterations``."""
+    changes: dict[str, object] = {}
+    if seeds:
+        changes["seeds"] = tuple(dict.fromkeys(seeds))
+    if iterations is not None:
+        if iterations < 1:
+            raise ValueError(f"--iterations must be >= 1, got {iterations}")
+        changes["iterations"] = iterations
+    return dataclasses.replace(settings, **changes)
