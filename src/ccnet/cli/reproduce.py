@@ -13,7 +13,7 @@ EPILOG = """variants (--only takes these or the ablation names loops, context, c
   ccl_quadratic, ccl_piecewise   RCCA R=2 + the category consistent loss
 
 examples:
-  ccnet reproduce --output runs/reproduce              # the full study: 9 variants x 3 seeds, ~2 h on 2 idle cores
+  ccnet reproduce --output runs/reproduce              # the paper's ablations: 9 variants x 3 seeds
   ccnet reproduce --output runs/reproduce              # again after an interruption: finished runs are kept
   ccnet reproduce --output runs/reproduce --only loops --seeds 3 4   # more seeds of one ablation
   ccnet reproduce --quick --output /tmp/study          # pipeline check in about a minute (numbers mean nothing)
@@ -72,7 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", metavar="N",
                         help="seeds to train (default: 0 1 2; --quick: 0 1)")
     parser.add_argument("--iterations", type=int, metavar="N",
-                        help="training iterations per run (default: 500; --quick: 2)")
+                        help="training iterations per run (default: 250; --quick: 2)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="train only these variants or ablations")
     parser.add_argument("--quick", action="store_true",
                         help="a pipeline check: 32x32 scenes, 2 iterations of batch 2; the numbers mean nothing")
