@@ -46,7 +46,7 @@ def _flat(config: Config) -> dict:
 def test_variants_differ_from_each_other_only_in_their_own_overrides():
     settings = StudySettings.full()
     base = _flat(run_config("rcca_r2", 0, settings))
-    assert base["data.synthetic_size"] == [192, 192] and base["optim.iterations"] == 500
+    assert base["data.synthetic_size"] == [160, 160] and base["optim.iterations"] == 250
     assert base["model.gamma_init"] == 1.0 and base["optim.head_lr_mult"] == 10.0  # the default job
     for name, variant in VARIANTS.items():
         flat = _flat(run_config(name, 0, settings))
