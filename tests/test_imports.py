@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
                      "ccnet.files", "ccnet.interop"},
     "ccnet.study": {"ccnet.ops", "ccnet.nn", "ccnet.models", "ccnet.losses", "ccnet.data", "ccnet.config",
                     "ccnet.files", "ccnet.engine", "ccnet.bench"},
-    "ccnet.viz": {"ccnet.ops", "ccnet.nn", "ccnet.data", "ccnet.engine"},
+    "ccnet.viz": {"ccnet.ops", "ccnet.nn", "ccnet.models", "ccnet.data", "ccnet.engine"},
     "ccnet.app": {"ccnet.data", "ccnet.engine", "ccnet.viz"},
     "ccnet.detection": {"ccnet.ops", "ccnet.nn", "ccnet.models", "ccnet.data", "ccnet.config", "ccnet.files",
                         "ccnet.interop", "ccnet.engine"},  # the optional Mask R-CNN part (torchvision)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ccnet.models import CCNet
+from ccnet.models import CCNet, CCNet3D
 from ccnet.nn import CrissCrossAttention, CrissCrossAttention3d
 from ccnet.ops import criss_cross_attention_matrix_reference
 from ccnet.viz import attention_maps, feature_index, layer_attention_maps
@@ -183,3 +183,40 @@ def test_errors_name_the_pixel_and_the_model(tiny_ccnet):
         attention_maps(no_attention, torch.randn(3, 32, 32), [(0, 0)])
     with pytest.raises(ValueError, match="has no criss-cross attention block"):
         attention_maps(nn.Conv2d(3, 3, 1), torch.randn(3, 8, 8), [(0, 0)])
+
+
+def _as_3d_block(block):
+    """A CrissCrossAttention3d with the weights of a 2D block (1x1 -> 1x1x1 convs)."""
+    block_3d = CrissCrossAttention3d(block.in_channels, reduction=block.in_channels // block.query_conv.out_channels)
+    state = {k: v[..., None] if v.dim() == 4 else v for k, v in block.state_dict().items()}
+    block_3d.load_state_dict(state)
+    return block_3d.to(torch.float64)
+
+
+def test_ccnet3d_maps_match_brute_force_across_the_clip(tiny_ccnet):
+    model = CCNet3D.from_ccnet(tiny_ccnet)
+    clip = torch.randn(3, 3, 45, 61, dtype=torch.float64)
+    pixels = [(0, 0, 0), (1, 20, 33), (2, 44, 60)]
+    maps = attention_maps(model, clip, pixels)
+    with torch.no_grad():
+        frames = model.head.conva(model.backbone(clip.transpose(0, 1))[3])  # (T, C, h, w)
+        logits = model(clip[None])["out"]
+    assert maps.feature_size == (3, 6, 8) and maps.positions == [(0, 0, 0), (1, 2, 4), (2, 5, 7)]
+    expected_loops, expected_crosses = brute_force(_as_3d_block(model.head.cca), frames.transpose(0, 1)[None],
+                                                   maps.positions, 3)
+    torch.testing.assert_close(maps.loops, expected_loops[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(maps.crosses, expected_crosses[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(maps.logits, logits)
+    assert maps.loops[:, :, 0].sum() > 0 and maps.loops[:, 0].sum((-3, -2, -1)).sub(1).abs().max() < 1e-12
+
+
+def test_ccnet3d_per_frame_maps_stay_in_their_frame_and_equal_the_2d_maps(tiny_ccnet):
+    model = CCNet3D.from_ccnet(tiny_ccnet, temporal=False)
+    clip = torch.randn(3, 3, 45, 61, dtype=torch.float64)
+    maps = attention_maps(model, clip, [(1, 20, 33), (2, 44, 60)])
+    for p, t in enumerate([1, 2]):
+        frame_maps = attention_maps(tiny_ccnet, clip[:, t], [maps.pixels[p][1:]])
+        torch.testing.assert_close(maps.loops[p, :, t], frame_maps.loops[0], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(maps.crosses[p, :, t], frame_maps.crosses[0], rtol=1e-10, atol=1e-12)
+        others = [u for u in range(3) if u != t]
+        assert maps.loops[p, :, others].abs().max() == 0

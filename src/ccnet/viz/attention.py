@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ccnet.models.ccnet3d import CCNet3D
 from ccnet.nn.attention import CrissCrossAttention, CrissCrossAttention3d
 
 __all__ = [
@@ -150,20 +151,37 @@ def layer_attention_maps(
 
 
 @contextmanager
-def record_attention_inputs(model: nn.Module) -> Iterator[list[tuple[nn.Module, Tensor]]]:
+def record_attention_inputs(model: nn.Module) -> Iterator[list[tuple[nn.Module, Tensor, int | None]]]:
     """Within the block, every call of a criss-cross attention block inside ``model`` appends
-    ``(block, input)`` to the yielded list, in call order (one entry per loop)."""
-    calls: list[tuple[nn.Module, Tensor]] = []
-    handles = [
-        module.register_forward_hook(lambda module, args, _output: calls.append((module, args[0].detach())))
-        for module in model.modules()
-        if isinstance(module, CRISS_CROSS_BLOCKS)
-    ]
+    ``(block, input, frames)`` to the yielded list, in call order (one entry per loop);
+    ``frames`` is the ``frames=T`` a clip model (:class:`ccnet.models.CCNet3D`) passes, else None."""
+    calls: list[tuple[nn.Module, Tensor, int | None]] = []
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict, _output: Tensor) -> None:
+        calls.append((module, args[0].detach(), kwargs.get("frames")))
+
+    handles = [module.register_forward_hook(hook, with_kwargs=True)
+               for module in model.modules() if isinstance(module, CRISS_CROSS_BLOCKS)]
     try:
         yield calls
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _loop_weights(block: nn.Module, inputs: Tensor, frames: int | None, clip_length: int | None) -> tuple[Tensor, ...]:
+    """One loop's weights over the features' own axes. Clip models hold a clip's features frame
+    by frame: with ``frames`` the block attended across the clip (3D weights); without, within each
+    frame, whose 2D weights become 3D weights with nothing on the temporal line."""
+    if frames is not None:
+        return block.attention_weights(inputs, frames=frames)
+    weights = block.attention_weights(inputs)
+    if clip_length is None:
+        return weights
+    clips = inputs.shape[0] // clip_length
+    per_frame = tuple(w.unflatten(0, (clips, clip_length)) for w in weights)  # (clips, T, h, w, L)
+    temporal = per_frame[0].new_zeros(*per_frame[0].shape[:-1], clip_length)
+    return (temporal, *per_frame)
 
 
 def feature_index(coords: Tensor, input_length: int, feature_length: int, align_corners: bool) -> Tensor:
@@ -224,10 +242,12 @@ def record_attention(model: nn.Module, image: Tensor, *, align_corners: bool | N
     Works for any model whose criss-cross attention blocks (:class:`~ccnet.nn.CrissCrossAttention`
     or :class:`~ccnet.nn.CrissCrossAttention3d`, shared or not) run as one chain of loops on one
     feature map, and whose input is ``(B, C, *spatial)`` with the same spatial axes as those
-    features: :class:`ccnet.CCNet` (``image`` ``(3, H, W)``, pixels ``(y, x)``), or a video model
-    taking ``(3, T, H, W)`` clips with ``(t, y, x)`` pixels whose head runs
-    ``CrissCrossAttention3d`` on ``(B, C, T, h, w)`` features (maps ``(T, h, w)``: frame ``t``'s
-    part is ``loops[p, r, t]``, a frame's share ``loops[p, r, t].sum()``). The model returns
+    features: :class:`ccnet.CCNet` (``image`` ``(3, H, W)``, pixels ``(y, x)``), or
+    :class:`ccnet.models.CCNet3D` (or another video model whose head runs
+    ``CrissCrossAttention3d`` on ``(B, C, T, h, w)`` features) on a ``(3, T, H, W)`` clip with
+    ``(t, y, x)`` pixels: maps ``(T, h, w)``, frame ``t``'s part is ``loops[p, r, t]``, a frame's
+    share ``loops[p, r, t].sum()``; a CCNet3D that attends per frame (``temporal=False``) keeps
+    every map within its pixel's frame. The model returns
     logits, or a dict with them under ``"out"``.
 
     Args:
@@ -239,7 +259,8 @@ def record_attention(model: nn.Module, image: Tensor, *, align_corners: bool | N
     blocks = {type(m) for m in model.modules() if isinstance(m, CRISS_CROSS_BLOCKS)}
     if not blocks:
         raise ValueError(f"{type(model).__name__} has no criss-cross attention block")
-    spatial_dims = 3 if CrissCrossAttention3d in blocks else 2
+    video = isinstance(model, CCNet3D)
+    spatial_dims = 3 if video or CrissCrossAttention3d in blocks else 2
     x = image.unsqueeze(0) if image.dim() == spatial_dims + 1 else image
     if x.dim() != spatial_dims + 2 or x.shape[0] != 1:
         layout = "(C, H, W) or (1, C, H, W)" if spatial_dims == 2 else "(C, T, H, W) or (1, C, T, H, W)"
@@ -256,10 +277,11 @@ def record_attention(model: nn.Module, image: Tensor, *, align_corners: bool | N
         model.train(was_training)
     if not calls:
         raise ValueError(f"{type(model).__name__} ran no criss-cross attention (recurrence 0?): no maps to show")
-    feature_size = tuple(calls[0][1].shape[2:])
-    if any(tuple(inputs.shape[2:]) != feature_size for _, inputs in calls):
+    clip_length = x.shape[2] if video else None
+    weights = [_loop_weights(block, inputs, frames, clip_length) for block, inputs, frames in calls]
+    feature_size = tuple(weights[0][0].shape[1:-1])
+    if any(tuple(w[0].shape[1:-1]) != feature_size for w in weights):
         raise ValueError("the attention loops ran on feature maps of different sizes; they are not one chain")
-    weights = [block.attention_weights(inputs) for block, inputs in calls]
     logits = output["out"] if isinstance(output, dict) else output
     return AttentionRecord(tuple(x.shape[2:]), feature_size, weights, logits, align_corners)
 
