@@ -128,8 +128,11 @@ def write_settings(output: Path, settings: StudySettings, command: str) -> None:
                 raise ValueError(f"{path}: this study was made with {key}={stored['settings'].get(key)!r}, "
                                  f"not {value!r}; use another --output")
     seeds = sorted(set(stored.get("seeds", []) if stored else []) | set(settings.seeds))
-    record = {"settings": ours, "seeds": seeds, "command": command, "torch": torch.__version__,
-              "threads": torch.get_num_threads()}
+    # every command that trained into the folder (a study may be split over several, e.g. by --only)
+    commands = (stored.get("commands") or [stored["command"]]) if stored and stored.get("command") else []
+    commands = [*dict.fromkeys([*commands, command])]
+    record = {"settings": ours, "seeds": seeds, "command": command, "commands": commands,
+              "torch": torch.__version__, "threads": torch.get_num_threads()}
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(record, indent=2))
 
