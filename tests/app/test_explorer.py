@@ -123,6 +123,22 @@ def test_visualize_attention_writes_the_figures(tmp_path, model_folder, capsys):
     assert "2 pixel(s), R=2" in capsys.readouterr().out
 
 
+def test_visualize_attention_of_a_video_model_on_an_image_is_its_2d_model(tmp_path, model_folder):
+    from PIL import Image
+
+    from ccnet.models import CCNet, CCNet3D
+
+    video_folder = tmp_path / "video"
+    CCNet3D.from_ccnet(CCNet.from_pretrained(model_folder)).save_pretrained(video_folder)
+    image = tmp_path / "scene.png"
+    Image.fromarray(SyntheticContextDataset("val", size=(96, 80)).render(1)[0]).save(image)
+    for name, folder in (("2d", model_folder), ("3d", video_folder)):
+        assert main(["visualize-attention", str(folder), str(image), "--pixel", "10,70", "--output",
+                     str(tmp_path / name)]) == 0
+    maps_2d, maps_3d = (np.load(tmp_path / name / "scene_attention.npz") for name in ("2d", "3d"))
+    np.testing.assert_allclose(maps_3d["loops"], maps_2d["loops"], rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

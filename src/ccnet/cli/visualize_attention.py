@@ -36,7 +36,11 @@ def run(args: argparse.Namespace) -> int:
     from ccnet.viz import attention_maps
     from ccnet.viz.figure import attention_figure, attention_row
 
+    from ccnet.models import CCNet3D
+
     model, config, info = model_from_checkpoint(args.checkpoint, args.overrides)
+    if isinstance(model, CCNet3D):  # one image is a clip of one frame, on which CCNet3D is its 2D model exactly
+        model = model.to_ccnet()
     device = resolve_device(args.device or config.device)
     image = read_image(args.image)
     x, _ = to_tensors(image, np.zeros(image.shape[:2], np.uint8), config.data.mean, config.data.std)
