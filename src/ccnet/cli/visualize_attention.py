@@ -33,10 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from ccnet.data.io import read_image
     from ccnet.data.transforms import to_tensors
     from ccnet.engine.distributed import resolve_device
+    from ccnet.models import CCNet3D
     from ccnet.viz import attention_maps
     from ccnet.viz.figure import attention_figure, attention_row
-
-    from ccnet.models import CCNet3D
 
     model, config, info = model_from_checkpoint(args.checkpoint, args.overrides)
     if isinstance(model, CCNet3D):  # one image is a clip of one frame, on which CCNet3D is its 2D model exactly
