@@ -126,6 +126,15 @@ def _uniform_int(rng: np.random.Generator, lo: int, hi: int) -> int:
     return lo if hi <= lo else int(rng.integers(lo, hi + 1))
 
 
+def paint_background(size: tuple[int, int], scene: dict) -> np.ndarray:
+    """Float ``(H, W, 3)`` image of a scene's background: its tinted level (``scene["background"]``,
+    RGB) plus a linear gradient (``scene["gradient"]``, vertical and horizontal amplitude)."""
+    H, W = size
+    gy = np.linspace(-1.0, 1.0, H, dtype=np.float32)[:, None] * np.float32(scene["gradient"][0])
+    gx = np.linspace(-1.0, 1.0, W, dtype=np.float32)[None, :] * np.float32(scene["gradient"][1])
+    return (gy + gx)[:, :, None] + scene["background"].astype(np.float32)
+
+
 def paint_local_object(image: np.ndarray, label: np.ndarray, cls: int, box: tuple[int, int, int, int],
                        ellipse: bool, params: dict) -> None:
     """Paint a locally recognisable object (stripes, checker or solid; ``params`` from the
@@ -334,12 +343,8 @@ class SyntheticContextDataset(RenderedDataset):
     def _paint_background_and_locals(self, scene: dict) -> tuple[np.ndarray, np.ndarray]:
         """Float image and label of the scene's background (a tinted level plus a linear
         gradient) and its locally recognisable objects."""
-        H, W = self.size
-        image = np.empty((H, W, 3), dtype=np.float32)
-        label = np.zeros((H, W), dtype=np.uint8)
-        gy = np.linspace(-1.0, 1.0, H, dtype=np.float32)[:, None] * np.float32(scene["gradient"][0])
-        gx = np.linspace(-1.0, 1.0, W, dtype=np.float32)[None, :] * np.float32(scene["gradient"][1])
-        image[:] = (gy + gx)[:, :, None] + scene["background"].astype(np.float32)
+        image = paint_background(self.size, scene)
+        label = np.zeros(self.size, dtype=np.uint8)
         for cls, box, ellipse, params in scene["local_objects"]:
             paint_local_object(image, label, cls, box, ellipse, params)
         return image, label

@@ -57,6 +57,7 @@ from ccnet.data.synthetic import (
     RenderedDataset,
     _ellipse_mask,
     _uniform_int,
+    paint_background,
     paint_local_object,
 )
 
@@ -173,9 +174,7 @@ class SyntheticVideoDataset(RenderedDataset):
         rng = self.rng(index)
         scene = self._layout(rng)
         H, W = self.size
-        gy = np.linspace(-1.0, 1.0, H, dtype=np.float32)[:, None] * np.float32(scene["gradient"][0])
-        gx = np.linspace(-1.0, 1.0, W, dtype=np.float32)[None, :] * np.float32(scene["gradient"][1])
-        background = (gy + gx)[:, :, None] + scene["background"].astype(np.float32)
+        background = paint_background(self.size, scene)
         cls = scene["key_class"]
         images = np.empty((self.clip_length, H, W, 3), dtype=np.float32)
         labels = np.zeros((self.clip_length, H, W), dtype=np.uint8)
