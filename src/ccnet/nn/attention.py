@@ -14,6 +14,7 @@ from ccnet.ops import (
     criss_cross_attention_3d,
     criss_cross_attention_weights,
     criss_cross_block,
+    frames_to_clips,
     non_local_attention,
 )
 
@@ -75,11 +76,11 @@ class _CrissCrossBlock(_ResidualAttention):
         super().__init__(in_channels, reduction, gamma_init)
         self.backend = check_backend(backend)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, frames: int | None = None) -> Tensor:
         self._check_input(x)
         q, k, v = self.query_conv, self.key_conv, self.value_conv
         return criss_cross_block(x, q.weight, q.bias, k.weight, k.bias, v.weight, v.bias, self.gamma,
-                                 backend=self.backend)
+                                 backend=self.backend, frames=frames)
 
     def _attend(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
         return type(self).attend(query, key, value, backend=self.backend)
@@ -110,13 +111,9 @@ class CrissCrossAttention(_CrissCrossBlock):
         """``x``: ``(B, C, H, W)`` images; or, with ``frames=T``, ``B // T`` clips of ``T``
         consecutive frames stored frame by frame, ``(clips * T, C, H, W)``: every position then
         attends along its T-, H- and W-lines within its clip (3D criss-cross attention), with the
-        same 1x1 projections. ``frames=1`` gives the same values as the 2D attention."""
-        if frames is None:
-            return super().forward(x)
-        self._check_input(x)
-        out = clip_criss_cross_attention(self.query_conv(x), self.key_conv(x), self.value_conv(x), frames,
-                                         backend=self.backend)
-        return self._add_residual(x, out)
+        same 1x1 projections. ``frames=1`` gives the same values as the 2D attention. Either way the
+        block runs as one op (:func:`ccnet.ops.criss_cross_block`) where it can."""
+        return super().forward(x, frames=frames)
 
     def attention_weights(self, x: Tensor, frames: int | None = None) -> tuple[Tensor, ...]:
         """As :meth:`_CrissCrossBlock.attention_weights`; with ``frames=T``, the 3D weights of
@@ -124,23 +121,8 @@ class CrissCrossAttention(_CrissCrossBlock):
         per axis."""
         if frames is None:
             return super().attention_weights(x)
-        query, key = (_frames_to_clips(conv(x), frames) for conv in (self.query_conv, self.key_conv))
+        query, key = (frames_to_clips(conv(x), frames) for conv in (self.query_conv, self.key_conv))
         return criss_cross_attention_weights(query, key)
-
-
-def _frames_to_clips(t: Tensor, frames: int) -> Tensor:
-    """``(N * T, C, H, W)`` frames stored clip by clip -> ``(N, C, T, H, W)`` clips (a view)."""
-    if frames < 1 or t.shape[0] % frames:
-        raise ValueError(f"a batch of {t.shape[0]} frames does not split into clips of {frames} frames")
-    return t.unflatten(0, (t.shape[0] // frames, frames)).transpose(1, 2)
-
-
-def clip_criss_cross_attention(query: Tensor, key: Tensor, value: Tensor, frames: int, backend: str = "auto") -> Tensor:
-    """3D criss-cross attention on clips stored frame by frame: ``(clips * frames, C, H, W)``
-    tensors, consecutive ``frames`` entries forming one clip. Views in and out (a channels-last
-    frame tensor is a channels-last-3d clip tensor: the operator's fast path)."""
-    query, key, value = (_frames_to_clips(t, frames) for t in (query, key, value))
-    return criss_cross_attention_3d(query, key, value, backend=backend).transpose(1, 2).flatten(0, 1)
 
 
 class RecurrentCrissCrossAttention(nn.Module):

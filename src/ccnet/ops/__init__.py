@@ -1,7 +1,9 @@
-"""Functional operators: criss-cross attention (2D and 3D; implementations chosen by ``backend``),
-its attention weights, the attention block as one op, and dense references."""
+"""Functional operators: criss-cross attention (2D, 3D, and 3D on clips stored frame by frame;
+implementations chosen by ``backend``), its attention weights, the attention block as one op, and
+dense references."""
 
 from ccnet.ops.attention_block import criss_cross_block
+from ccnet.ops.clips import clip_criss_cross_attention, clips_to_frames, frames_to_clips
 from ccnet.ops.criss_cross import (
     BACKENDS,
     check_backend,
@@ -20,6 +22,8 @@ from ccnet.ops.reference import (
 __all__ = [
     "BACKENDS",
     "check_backend",
+    "clip_criss_cross_attention",
+    "clips_to_frames",
     "criss_cross_attention",
     "criss_cross_attention_3d",
     "criss_cross_attention_3d_reference",
@@ -28,5 +32,6 @@ __all__ = [
     "criss_cross_attention_weights",
     "criss_cross_block",
     "criss_cross_mask",
+    "frames_to_clips",
     "non_local_attention",
 ]

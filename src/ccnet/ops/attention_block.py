@@ -23,6 +23,11 @@ never multiplies a map-sized tensor in backward: the attention gradients are tak
 unscaled output and ``gamma`` is folded into the small weight matrices, and ``dL/dgamma`` is
 the sum of the per-position ``<grad, out>`` that backward computes anyway.
 
+Clips stored frame by frame (``frames=T``: ``(clips * T, C, H, W)``, a video model's layout) run
+the same way: the projections are per frame, and their channels-last ``(clips * T, H, W, C')``
+buffer *is* the channels-last ``(clips, T, H, W, C')`` clip tensor the 3D attention reads, so the
+3D block costs the 2D block's layout work and memory (whole clips per group).
+
 Eager only, and the ``"function"`` backend's (the default): with another backend, under tracers
 and exporters, under autocast, for double backward and for inputs the fused path does not cover
 (mixed dtypes, missing biases, other layouts), the block is the plain composition of
@@ -39,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
+from ccnet.ops.clips import check_frames, clip_criss_cross_attention
 from ccnet.ops.composite import criss_cross_composite, energy_dtype
 from ccnet.ops.criss_cross import _is_tracing, criss_cross_attention, criss_cross_attention_3d, resolve_backend
 from ccnet.ops.criss_cross_function import backward_channels_last, forward_channels_last
@@ -48,7 +54,7 @@ _CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 def criss_cross_block(x: Tensor, query_weight: Tensor, query_bias: Tensor | None, key_weight: Tensor,
                       key_bias: Tensor | None, value_weight: Tensor, value_bias: Tensor | None,
-                      gamma: Tensor, backend: str = "auto") -> Tensor:
+                      gamma: Tensor, backend: str = "auto", frames: int | None = None) -> Tensor:
     """``gamma * criss_cross_attention(q, k, v) + x`` with 1x1 (1x1x1) projections ``q = conv(x, Wq, bq)`` etc.
 
     Args:
@@ -58,6 +64,10 @@ def criss_cross_block(x: Tensor, query_weight: Tensor, query_bias: Tensor | None
         gamma: the residual weight, shape ``(1,)``.
         backend: the attention's implementation, as in :func:`criss_cross_attention`; the block runs as
             one op when it resolves to ``"function"`` (the default), as the composition otherwise.
+        frames: ``T`` for clips stored frame by frame: ``x`` is ``(clips * T, C, H, W)``, consecutive
+            ``T`` entries one clip, and the attention is 3D within each clip
+            (:func:`ccnet.ops.clips.clip_criss_cross_attention`); None (the default) for 2D or 3D
+            attention on ``x`` as it is.
 
     Returns:
         Same shape, dtype and layout as ``x``. Same values and gradients as the composition of
@@ -65,19 +75,30 @@ def criss_cross_block(x: Tensor, query_weight: Tensor, query_bias: Tensor | None
         the module docstring).
     """
     params = (query_weight, query_bias, key_weight, key_bias, value_weight, value_bias, gamma)
-    _check_shapes(x, params)
+    _check_shapes(x, params, frames)
     if _fused_path_applies(x, params, backend):
         if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *params)):
-            return CrissCrossBlockFunction.apply(x, *params)
-        return _fused_forward(x, params, for_backward=False)[0]  # inference: nothing to keep
-    attend = criss_cross_attention if x.dim() == 4 else criss_cross_attention_3d
-    return _composed_block(x, *params, attend=functools.partial(attend, backend=backend))
+            return CrissCrossBlockFunction.apply(x, *params, frames)
+        return _fused_forward(x, params, for_backward=False, frames=frames)[0]  # inference: nothing to keep
+    return _composed_block(x, *params, attend=_attention_of(x, frames, backend))
 
 
-def _check_shapes(x: Tensor, params: tuple[Tensor | None, ...]) -> None:
+def _attention_of(x: Tensor, frames: int | None, backend: str) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    """The composition's attention: 2D or 3D on ``x`` as it is, or 3D on its clips (``frames``)."""
+    if frames is not None:
+        return functools.partial(clip_criss_cross_attention, frames=frames, backend=backend)
+    return functools.partial(criss_cross_attention if x.dim() == 4 else criss_cross_attention_3d, backend=backend)
+
+
+def _check_shapes(x: Tensor, params: tuple[Tensor | None, ...], frames: int | None) -> None:
     query_weight, query_bias, key_weight, key_bias, value_weight, value_bias, gamma = params
     if x.dim() not in _CHANNELS_LAST:
         raise ValueError(f"x must be (B, C, H, W) or (B, C, T, H, W), got shape {tuple(x.shape)}")
+    if frames is not None:
+        if x.dim() != 4:
+            raise ValueError(f"with frames=T, x must be clips stored frame by frame, (clips * T, C, H, W), "
+                             f"got shape {tuple(x.shape)}")
+        check_frames(x.shape[0], frames)
     channels, kernel = x.shape[1], (1,) * (x.dim() - 2)
     expected = {"query_weight": (query_weight.shape[0], channels, *kernel),
                 "key_weight": (query_weight.shape[0], channels, *kernel),
@@ -126,13 +147,21 @@ def _fused_path_applies(x: Tensor, params: tuple[Tensor | None, ...], backend: s
 _GROUP_BYTES = 64 * 2**20
 
 
-def _groups(x: Tensor) -> list[slice]:
-    """Consecutive batch slices of about equal size, each within :data:`_GROUP_BYTES` per temporary."""
-    batch = x.shape[0]
-    per_sample = max(1, x[0].numel() * x.element_size())
+def _groups(x: Tensor, frames: int | None = None) -> list[slice]:
+    """Consecutive batch slices of about equal size, each within :data:`_GROUP_BYTES` per temporary;
+    with ``frames``, slices of whole clips (the attention's samples)."""
+    unit = frames or 1
+    batch = x.shape[0] // unit
+    per_sample = max(1, unit * x[0].numel() * x.element_size())
     count = min(batch, -(-batch * per_sample // _GROUP_BYTES))
     size = -(-batch // max(count, 1))
-    return [slice(start, min(start + size, batch)) for start in range(0, batch, size)]
+    return [slice(start * unit, min(start + size, batch) * unit) for start in range(0, batch, size)]
+
+
+def _clips(t: Tensor, frames: int | None) -> Tensor:
+    """A per-frame ``(G * T, ...)`` tensor as the attention's ``(G, T, ...)`` samples (a view); as it is
+    without ``frames``. Channels-last ``(G * T, H, W, C)`` becomes channels-last ``(G, T, H, W, C)``."""
+    return t if frames is None else t.unflatten(0, (t.shape[0] // frames, frames))
 
 
 def _rows(x: Tensor) -> Tensor:
@@ -187,24 +216,27 @@ def _store(rows: Tensor, out: Tensor) -> None:
         dst.copy_(src.t())
 
 
-def _fused_forward(x: Tensor, params: tuple[Tensor, ...], for_backward: bool) -> tuple[Tensor, Tensor | None,
-                                                                                       Tensor | None]:
-    """The block's output and, ``for_backward``, the q/k/v buffer and the log-sum-exp to save.
+def _fused_forward(x: Tensor, params: tuple[Tensor, ...], for_backward: bool,
+                   frames: int | None = None) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The block's output and, ``for_backward``, the q/k/v buffer and the log-sum-exp to save (both
+    per frame with ``frames``: ``(B, H, W, C')`` and ``(B, H, W)``).
 
     Group by group (:func:`_groups`), so the energies and the channels-last output exist for a few
-    samples at a time; without backward the projections too, freed before the output is allocated."""
+    samples (clips) at a time; without backward the projections too, freed before the output is
+    allocated."""
     query_weight, query_bias, key_weight, key_bias, value_weight, value_bias, gamma = params
     weight = _fused_weights(query_weight, key_weight, value_weight)
     bias = torch.cat([query_bias, key_bias, value_bias])
     qkv = _project(x, weight, bias) if for_backward else None
     lse = x.new_empty((x.shape[0], *x.shape[2:]), dtype=energy_dtype(x.dtype)) if for_backward else None
     y = None
-    for group in _groups(x):
+    for group in _groups(x, frames):
         q, k, v = _split(qkv[group] if for_backward else _project(x[group], weight, bias), query_weight.shape[0])
-        out, group_lse = forward_channels_last(q, k, v)
+        out, group_lse = forward_channels_last(*(_clips(t, frames) for t in (q, k, v)))
+        out = out.view(v.shape)  # per frame again (a view: out is contiguous)
         del q, k, v  # without backward, this group's projections go before y arrives
         if for_backward:
-            lse[group] = group_lse
+            lse[group] = group_lse.view(lse[group].shape)
         y = torch.empty_like(x) if y is None else y
         _store(out, y[group])  # y = x + gamma * out, in y's layout
         torch.addcmul(x[group], gamma, y[group], out=y[group])
@@ -213,14 +245,17 @@ def _fused_forward(x: Tensor, params: tuple[Tensor, ...], for_backward: bool) ->
 
 class CrissCrossBlockFunction(torch.autograd.Function):
     """The fused block (see the module docstring). Saves x, the fused weight, ``gamma``, the q/k/v
-    buffer and the log-sum-exp; double backward differentiates the composition instead."""
+    buffer and the log-sum-exp; double backward differentiates the composition instead. ``frames``
+    (not a tensor; None for the 2D or plain 3D block) as in :func:`criss_cross_block`."""
 
     @staticmethod
     def forward(ctx: FunctionCtx, x: Tensor, query_weight: Tensor, query_bias: Tensor, key_weight: Tensor,
-                key_bias: Tensor, value_weight: Tensor, value_bias: Tensor, gamma: Tensor) -> Tensor:
+                key_bias: Tensor, value_weight: Tensor, value_bias: Tensor, gamma: Tensor,
+                frames: int | None = None) -> Tensor:
         y, qkv, lse = _fused_forward(x, (query_weight, query_bias, key_weight, key_bias, value_weight, value_bias,
-                                         gamma), for_backward=True)
+                                         gamma), for_backward=True, frames=frames)
         ctx.qk_channels = query_weight.shape[0]
+        ctx.frames = frames
         ctx.save_for_backward(x, query_weight, query_bias, key_weight, key_bias, value_weight, value_bias, gamma,
                               qkv, lse)
         return y
@@ -228,6 +263,7 @@ class CrissCrossBlockFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: FunctionCtx, grad_y: Tensor) -> tuple[Tensor | None, ...]:
         x, *params, qkv, lse = ctx.saved_tensors
+        frames = ctx.frames
         if torch.is_grad_enabled():  # create_graph=True: differentiate the composition instead
             return _composition_grads(ctx, grad_y, x, params)
         gamma = params[-1]
@@ -243,11 +279,12 @@ class CrissCrossBlockFunction(torch.autograd.Function):
         grad_bias = weight.new_zeros(weight.shape[0])
         grad_gamma = gamma.new_zeros(gamma.shape, dtype=lse.dtype)
         x_rows = _rows(x)
-        for group in _groups(x):
+        for group in _groups(x, frames):
             grad = _to_channels_last(grad_y[group])
-            *grads, delta = backward_channels_last(grad, q[group], k[group], v[group], lse[group])
+            *grads, delta = backward_channels_last(_clips(grad, frames),
+                                                   *(_clips(t[group], frames) for t in (q, k, v, lse)))
             grad_gamma += delta.sum()
-            grads = [g.to(weight.dtype).view(g.shape[0], -1, g.shape[-1]) for g in grads]  # (G, S, C_i)
+            grads = [g.to(weight.dtype).view(grad.shape[0], -1, g.shape[-1]) for g in grads]  # (G, S, C_i) per frame
             if need_params:
                 for g, gw, gb in zip(grads, grad_weight.split(splits), grad_bias.split(splits), strict=True):
                     gw.add_(torch.bmm(g.transpose(1, 2), x_rows[group]).sum(0))
@@ -273,13 +310,16 @@ class CrissCrossBlockFunction(torch.autograd.Function):
         weights = [g.view_as(w) for g, w in zip(grad_weight.split(splits), params[0:6:2], strict=True)]
         biases = grad_bias.split(splits)
         grads = (grad_x, weights[0], biases[0], weights[1], biases[1], weights[2], biases[2],
-                 grad_gamma.to(gamma.dtype))
+                 grad_gamma.to(gamma.dtype), None)[:len(ctx.needs_input_grad)]  # frames may be left out
         return tuple(g if needed else None for g, needed in zip(grads, ctx.needs_input_grad, strict=True))
 
 
 def _composition_grads(ctx: FunctionCtx, grad_y: Tensor, x: Tensor, params: list[Tensor]) -> tuple[Tensor | None, ...]:
     """Gradients with a graph (double backward), through the differentiable composition."""
-    inputs = [t for t, needed in zip((x, *params), ctx.needs_input_grad, strict=True) if needed]
-    out = _composed_block(x, *params, attend=criss_cross_composite)
+    needs = ctx.needs_input_grad[:8]  # x and the parameters; frames (if passed) is not a tensor
+    inputs = [t for t, needed in zip((x, *params), needs, strict=True) if needed]
+    attend = (criss_cross_composite if ctx.frames is None
+              else functools.partial(clip_criss_cross_attention, frames=ctx.frames, backend="composite"))
+    out = _composed_block(x, *params, attend=attend)
     grads = iter(torch.autograd.grad(out, inputs, grad_y, create_graph=True))
-    return tuple(next(grads) if needed else None for needed in ctx.needs_input_grad)
+    return (*(next(grads) if needed else None for needed in needs), *[None] * (len(ctx.needs_input_grad) - 8))
