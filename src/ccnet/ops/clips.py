@@ -14,8 +14,9 @@ from ccnet.ops.criss_cross import criss_cross_attention_3d
 
 
 def check_frames(batch: int, frames: int) -> None:
-    """A one-line ValueError unless ``batch`` frames split into clips of ``frames`` frames."""
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1 or batch % frames:
+    """A one-line ValueError unless ``batch`` frames split into clips of ``frames`` frames (both may
+    be symbolic under an exporter with dynamic shapes)."""
+    if frames < 1 or batch % frames:
         raise ValueError(f"a batch of {batch} frames does not split into clips of {frames} frames")
 
 
