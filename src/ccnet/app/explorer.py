@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # after the environment above is set
 
-__all__ = ["Explorer", "build_app", "launch"]
+__all__ = ["Explorer", "build_app", "free_port", "launch"]
 
 CSS = """
 .attention img, .prediction img { image-rendering: pixelated; }
@@ -229,10 +230,20 @@ def _attention_label(r: int) -> str:
     return f"Attention after loop {r + 1} (composed with {before})"
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now (the system's choice)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def launch(app: gr.Blocks, *, host: str = "127.0.0.1", port: int = 7860, open_browser: bool = False,
            block: bool = True) -> str:
     """Serve ``app`` on ``host:port`` (no share link, no server-side rendering, no MCP server);
-    returns its URL. ``block=False`` returns at once with the server running in a thread."""
+    returns its URL. ``port=0``: a port that is free now. ``block=False`` returns at once with the
+    server running in a thread."""
+    if port == 0:
+        port = free_port(host)
     _, url, _ = app.launch(server_name=host, server_port=port, share=False, inbrowser=open_browser,
                            prevent_thread_lock=True, quiet=True, ssr_mode=False, mcp_server=False, pwa=False,
                            enable_monitoring=False, footer_links=[], css=CSS, show_error=True)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 from ccnet.cli import (
     bench,
@@ -61,16 +62,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _one_line_warnings(command: str, default: Callable[..., None]) -> Callable[..., None]:
+    """``warnings.showwarning`` that prints ccnet's own warnings (a truncated video, a gap in a
+    folder of frames: classes defined in ccnet) as ``ccnet COMMAND: warning: ...``, one line, above
+    any progress bar; other warnings as Python prints them."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if getattr(category, "__module__", "").startswith("ccnet."):
+            from tqdm import tqdm
+
+            tqdm.write(f"ccnet {command}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, TypeError, OSError, FloatingPointError, KeyError) as error:
-        print(f"ccnet {args.command}: error: {one_line(error)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"ccnet {args.command}: interrupted", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
+        try:
+            return args.func(args)
+        except (ValueError, TypeError, OSError, FloatingPointError, KeyError) as error:
+            print(f"ccnet {args.command}: error: {one_line(error)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"ccnet {args.command}: interrupted", file=sys.stderr)
+            return 130
 
 
 __all__ = ["build_parser", "main", "parse_args"]

@@ -23,6 +23,15 @@ EPILOG = """examples:
 """
 
 
+def _note_synthetic_training_scenes(config, split: str | None) -> None:
+    """Say which scenes are scored when a synthetic dataset's training split is evaluated."""
+    from ccnet.engine.build import SYNTHETIC_DATASETS
+
+    if config.data.dataset in SYNTHETIC_DATASETS and split == config.data.train_split:
+        print(f"note: scoring the first {config.data.synthetic_val_samples} scenes of the {config.data.dataset} "
+              f"training split (data.synthetic_val_samples; its 100,000 are what training samples from)")
+
+
 def run(args: argparse.Namespace) -> int:
     from ccnet.engine.build import build_val_dataset, infer_kwargs
     from ccnet.engine.distributed import cleanup_distributed, init_distributed
@@ -39,15 +48,18 @@ def run(args: argparse.Namespace) -> int:
             dataset = build_val_dataset(config, args.split)
             ctx = init_distributed("cpu")
             frames = getattr(dataset, "frame_dataset", dataset)  # clips: their annotated frames, each once
-            confusion = evaluate_predictions(args.predictions, frames, progress=ctx.is_main)
+            confusion = evaluate_predictions(args.predictions, frames, progress=ctx.is_main and not args.no_progress)
         else:
             model, config, model_info = model_from_checkpoint(args.checkpoint, args.config)
             ctx = init_distributed(config.device)
             dataset = build_val_dataset(config, args.split)
             check_same_classes(model_info, dataset.info, args.checkpoint)
+            if ctx.is_main:
+                _note_synthetic_training_scenes(config, args.split)
             confusion = evaluate(model.to(ctx.device), dataset, num_classes=dataset.info.num_classes,
                                  ignore_index=dataset.info.ignore_index, device=ctx.device,
-                                 infer_kwargs=infer_kwargs(config, dataset.info), progress=ctx.is_main)
+                                 infer_kwargs=infer_kwargs(config, dataset.info),
+                                 progress=ctx.is_main and not args.no_progress)
     finally:
         cleanup_distributed()
     metrics = confusion.compute()
@@ -75,4 +87,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              "for task detection, a COCO results JSON")
     parser.add_argument("--split", help="dataset split to score (default: data.val_split)")
     parser.add_argument("--output", metavar="FILE", help="also write the metrics as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)

@@ -29,7 +29,7 @@ def run_export(args: argparse.Namespace) -> int:
         source = source.to(memory_format=torch.contiguous_format)
     result = export_onnx(source, args.output, opset=args.opset, height=args.size[0], width=args.size[1],
                          check=not args.no_check, normalize=args.normalize, frames=args.frames)
-    print(f"wrote {args.output}: {result}")
+    print(result.summary())
     return 0
 
 
@@ -53,8 +53,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--opset", type=int, default=18, help="ONNX opset, 17 or newer (default: %(default)s)")
     export.add_argument("--size", type=int, nargs=2, default=(512, 1024), metavar=("H", "W"),
                         help="example input size used for tracing and checking (default: 512 1024)")
-    export.add_argument("--frames", type=int, default=5, metavar="T",
-                        help="video models (CCNet3D): frames of the example clip; T stays dynamic (default: 5)")
+    export.add_argument("--frames", type=int, metavar="T",
+                        help="video models (CCNet3D) only: frames of the example clip; T stays dynamic (default: 5)")
     export.add_argument("--normalize", action="store_true",
                         help="bake the input normalisation into the graph (the model then takes 0..255 RGB)")
     export.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")

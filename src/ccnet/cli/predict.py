@@ -55,8 +55,10 @@ def run(args: argparse.Namespace) -> int:
         out_dir = Path(args.output) if len(inputs) == 1 else Path(args.output) / name
         mp4 = out_dir / f"{name}_overlay.mp4" if args.mp4 else None
         written = predict_video(model, item, out_dir, clip_length=clip_length, mp4=mp4, fps=args.fps, **kwargs)
-        print(f"{item}: {len(written)} frames written to {out_dir} (<frame>.png, <frame>_color.png, "
-              f"<frame>_overlay.png{f'; {mp4.name}' if mp4 else ''}), clips of {clip_length} frames")
+        frames = f"{len(written)} frame{'' if len(written) == 1 else 's'}"
+        how = "frame by frame" if clip_length == 1 else f"in clips of {clip_length} frames"
+        print(f"{item}: {frames} written to {out_dir} (<frame>.png, <frame>_color.png, "
+              f"<frame>_overlay.png{f'; {mp4.name}' if mp4 else ''}), {how}")
     return 0
 
 

@@ -23,13 +23,16 @@ a sequence or a split.
   own image is the SegNet one; video frames of another size (the extracted frames are 720x960,
   the SegNet images 360x480) are resized to it.
 
-Any file that does not fit this layout stops the dataset with a one-line error naming it.
+Any file that does not fit this layout stops the dataset with a one-line error naming it; a gap in
+a sequence's frame numbers (beyond its usual step) is a :class:`~ccnet.data.io.DataWarning`
+naming it.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -37,8 +40,8 @@ import numpy as np
 
 from ccnet.data.base import Sample
 from ccnet.data.camvid import CAMVID_INFO, CamVid
-from ccnet.data.clips import Clip, ClipDataset, ClipPairTransform, clip_windows, scoring_windows
-from ccnet.data.io import DatasetError, read_image
+from ccnet.data.clips import Clip, ClipDataset, ClipPairTransform, clip_windows, numbering_gaps, scoring_windows
+from ccnet.data.io import DatasetError, DataWarning, read_image
 
 __all__ = ["FRAME_EXTENSIONS", "CamVidVideo", "parse_frame_name"]
 
@@ -90,6 +93,12 @@ def _raw_frames(frames_root: Path, sequence: str, needed_by: Path) -> list[tuple
         if number in frames:
             raise DatasetError(f"{path}: frame {number} of sequence {sequence} also given by {frames[number]}")
         frames[number] = path
+    gaps = numbering_gaps(sorted(frames))
+    if gaps:
+        shown = "; ".join(f"{frames[a].name} -> {frames[b].name}, {missing} missing" for a, b, missing in gaps[:3])
+        warnings.warn(f"{folder}: the video frame numbers of sequence {sequence} have {len(gaps)} "
+                      f"gap{'' if len(gaps) == 1 else 's'} ({shown}{'; ...' if len(gaps) > 3 else ''}); clips across "
+                      f"a gap hold frames that are not consecutive", DataWarning, stacklevel=2)
     return sorted(frames.items())
 
 

@@ -14,6 +14,7 @@ loss and the metrics see annotated frames only.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -27,7 +28,15 @@ from ccnet.data.info import DatasetInfo
 from ccnet.data.io import DatasetError
 from ccnet.data.tensors import normalize
 
-__all__ = ["Clip", "ClipDataset", "ClipPairTransform", "clip_windows", "normalize_clip", "scoring_windows"]
+__all__ = [
+    "Clip",
+    "ClipDataset",
+    "ClipPairTransform",
+    "clip_windows",
+    "normalize_clip",
+    "numbering_gaps",
+    "scoring_windows",
+]
 
 # (images uint8 (T, H, W, 3), labels uint8 (T, H, W)) -> (float (3, T, h, w), int64 (T, h, w))
 ClipPairTransform = Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, torch.Tensor]]
@@ -44,6 +53,18 @@ class Clip:
     def __post_init__(self) -> None:
         if len(self.frames) != len(self.scored) or not self.frames:
             raise ValueError(f"clip {self.name!r}: {len(self.frames)} frames but {len(self.scored)} scored flags")
+
+
+def numbering_gaps(numbers: Sequence[int]) -> list[tuple[int, int, int]]:
+    """``(before, after, missing)`` for each place where sorted frame ``numbers`` jump by more
+    than their usual step (the most common difference, so a folder of every other frame has no
+    gaps); ``missing``: how many frames at that step are not there."""
+    pairs = list(itertools.pairwise(numbers))
+    if not pairs:
+        return []
+    values, counts = np.unique([b - a for a, b in pairs], return_counts=True)
+    usual = max(int(values[counts.argmax()]), 1)  # ties: the smallest step
+    return [(a, b, -(-(b - a) // usual) - 1) for a, b in pairs if b - a > usual]
 
 
 def clip_windows(length: int, clip_length: int, stride: int) -> list[list[int]]:

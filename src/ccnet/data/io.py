@@ -15,7 +15,7 @@ from PIL import Image
 
 from ccnet.files import atomic_path
 
-__all__ = ["DatasetError", "read_image", "read_label", "write_label"]
+__all__ = ["DataWarning", "DatasetError", "read_image", "read_label", "write_label"]
 
 # Label modes whose pixel values are class indices (Pillow mode names).
 _INDEX_MODES = {"P", "L", "1", "I", "I;16", "I;16L", "I;16B", "I;16N"}
@@ -23,6 +23,11 @@ _INDEX_MODES = {"P", "L", "1", "I", "I;16", "I;16L", "I;16B", "I;16N"}
 
 class DatasetError(ValueError):
     """A dataset on disk is missing, incomplete or malformed; the message names the path at fault."""
+
+
+class DataWarning(UserWarning):
+    """Data that can still be used, but not all of it: a truncated video, a gap in a folder of
+    frames. The message names the path and says what is missing; ``ccnet`` prints it as one line."""
 
 
 def _open(path: str | os.PathLike) -> Image.Image:

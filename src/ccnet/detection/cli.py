@@ -67,7 +67,8 @@ def evaluate(args: argparse.Namespace, config_path: str | None, overrides: list[
             if dataset.info.class_names != info.class_names:
                 raise ValueError(f"{args.checkpoint}: the model's classes {list(info.class_names)[:5]} are not the "
                                  f"categories of {dataset.annotation_path} {list(dataset.info.class_names)[:5]}")
-            metrics, _ = evaluate_model(model.to(ctx.device), dataset, device=ctx.device, progress=ctx.is_main)
+            metrics, _ = evaluate_model(model.to(ctx.device), dataset, device=ctx.device,
+                                        progress=ctx.is_main and not getattr(args, "no_progress", False))
     finally:
         cleanup_distributed()
     if ctx.is_main:

@@ -29,8 +29,31 @@ class DatasetHead(Subset):
         return self.dataset.load(self.indices[index])
 
 
-def build_video_dataset(config: Config, split: str) -> Any:
-    """The clip dataset of ``config.data`` / ``config.video`` for ``split``."""
+SYNTHETIC_DATASETS = ("synthetic", "synthetic_video")
+
+
+def synthetic_stream(config: Config, split: str) -> str:
+    """The synthetic stream a split name means: ``"train"`` for ``data.train_split``, ``"val"``
+    for ``data.val_split``. Any other name is refused (the synthetic datasets have no test split,
+    and a typo must not quietly score the validation scenes)."""
+    data = config.data
+    streams = {data.val_split: "val", data.train_split: "train"}  # the same name twice: the training stream
+    if split not in streams:
+        raise ConfigError(f"split {split!r}: the {data.dataset} dataset has the splits {data.train_split!r} "
+                          f"(data.train_split) and {data.val_split!r} (data.val_split)")
+    return streams[split]
+
+
+def _synthetic_samples(config: Config, stream: str, evaluation: bool) -> int | None:
+    """How many scenes: the training stream's default length to train on; ``data.synthetic_val_samples``
+    to score, whichever stream (the training stream's 100,000 scenes are a sampling range, not a
+    test set to score one by one)."""
+    return None if stream == "train" and not evaluation else config.data.synthetic_val_samples
+
+
+def build_video_dataset(config: Config, split: str, *, evaluation: bool = False) -> Any:
+    """The clip dataset of ``config.data`` / ``config.video`` for ``split`` (``evaluation``: to
+    score, see :func:`build_dataset`)."""
     data, video = config.data, config.video
     if video.clip_length < 1:
         raise ConfigError(f"config key 'video.clip_length' must be >= 1, got {video.clip_length}")
@@ -38,9 +61,10 @@ def build_video_dataset(config: Config, split: str) -> Any:
     if data.dataset == "synthetic_video":
         from ccnet.data.synthetic_video import SyntheticVideoDataset
 
-        return SyntheticVideoDataset("train" if training else "val", num_samples=None if training
-                                     else data.synthetic_val_samples, size=tuple(data.synthetic_size),
-                                     clip_length=video.clip_length, seed=config.seed)
+        stream = synthetic_stream(config, split)
+        return SyntheticVideoDataset(stream, num_samples=_synthetic_samples(config, stream, evaluation),
+                                     size=tuple(data.synthetic_size), clip_length=video.clip_length,
+                                     seed=config.seed)
     from ccnet.data.camvid_video import CamVidVideo
 
     if not data.root:
@@ -54,11 +78,14 @@ def build_video_dataset(config: Config, split: str) -> Any:
                        frames_root=video.frames_root)
 
 
-def build_dataset(config: Config, split: str) -> Any:
-    """The dataset of ``config.data`` for ``split`` (train transforms are added by the trainer)."""
+def build_dataset(config: Config, split: str, *, evaluation: bool = False) -> Any:
+    """The dataset of ``config.data`` for ``split`` (train transforms are added by the trainer).
+
+    The synthetic datasets know two splits, ``data.train_split`` and ``data.val_split`` (others are
+    refused); to score (``evaluation``), either has ``data.synthetic_val_samples`` scenes."""
     data = config.data
     if config.is_video:
-        return build_video_dataset(config, split)
+        return build_video_dataset(config, split, evaluation=evaluation)
     if data.dataset == "synthetic":
         from ccnet.data.synthetic import SyntheticContextDataset
         from ccnet.data.synthetic_two_keys import TwoKeySyntheticDataset
@@ -67,10 +94,10 @@ def build_dataset(config: Config, split: str) -> Any:
         if data.synthetic_task not in tasks:
             raise ConfigError(
                 f"config key 'data.synthetic_task' must be one_key or two_keys, got {data.synthetic_task!r}")
-        num_samples = None if split == data.train_split else data.synthetic_val_samples
+        stream = synthetic_stream(config, split)
         return tasks[data.synthetic_task](
-            "train" if split == data.train_split else "val",
-            num_samples=num_samples,
+            stream,
+            num_samples=_synthetic_samples(config, stream, evaluation),
             size=tuple(data.synthetic_size),
             seed=config.seed,
             aligned_prob=data.synthetic_aligned_prob,
@@ -97,7 +124,7 @@ def build_train_dataset(config: Config) -> Any:
     dataset = build_dataset(config, config.data.train_split)
     if not getattr(dataset, "has_labels", True):
         raise ConfigError(f"config key 'data.train_split': split {config.data.train_split!r} has no labels to train on")
-    if config.data.dataset not in ("synthetic", "synthetic_video"):
+    if config.data.dataset not in SYNTHETIC_DATASETS:
         from ccnet.data.transforms import build_train_transform
 
         data = config.data
@@ -116,8 +143,8 @@ def build_train_dataset(config: Config) -> Any:
 
 
 def build_val_dataset(config: Config, split: str | None = None) -> Any:
-    dataset = build_dataset(config, split or config.data.val_split)
-    if config.data.dataset not in ("synthetic", "synthetic_video"):
+    dataset = build_dataset(config, split or config.data.val_split, evaluation=True)
+    if config.data.dataset not in SYNTHETIC_DATASETS:
         from ccnet.data.transforms import build_eval_transform
 
         dataset.transform = build_eval_transform(mean=tuple(config.data.mean), std=tuple(config.data.std),

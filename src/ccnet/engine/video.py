@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ccnet.data.clips import numbering_gaps
 from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo
-from ccnet.data.io import DatasetError, read_image
+from ccnet.data.io import DatasetError, DataWarning, read_image
 from ccnet.engine.inference import infer
 from ccnet.engine.predict import IMAGE_EXTENSIONS, blend, write_outputs
 from ccnet.files import file_mode
 
-__all__ = ["VIDEO_EXTENSIONS", "is_video_input", "predict_video", "read_frames"]
+__all__ = ["VIDEO_EXTENSIONS", "folder_gaps", "is_video_input", "predict_video", "read_frames"]
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
 DEFAULT_FPS = 30.0
@@ -45,13 +47,25 @@ def _natural_key(path: Path) -> list[Any]:
 def read_frames(source: str | Path) -> tuple[Iterator[tuple[str, np.ndarray]], float | None]:
     """``(frames, fps)``: an iterator of ``(name, uint8 RGB (H, W, 3))`` in playing order and the
     video's frame rate (None for a folder). A folder's images are ordered by name, numbers
-    numerically; a video file's frames are named ``<stem>_<index:06d>``."""
+    numerically; a video file's frames are named ``<stem>_<index:06d>``.
+
+    Nothing is dropped silently: a folder whose frame numbers skip some (see
+    :func:`folder_gaps`) gives a :class:`~ccnet.data.io.DataWarning` naming the gaps before the
+    first frame; a video that ends before the frame count its container announces (damaged or
+    truncated) gives one saying how many of how many were read, once the last frame is read; a
+    video with no decodable frame is a :class:`~ccnet.data.io.DatasetError`."""
     source = Path(source)
     if source.is_dir():
         paths = sorted((p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
                        key=_natural_key)
         if not paths:
             raise FileNotFoundError(f"{source}: no frames ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this folder")
+        gaps = folder_gaps(paths)
+        if gaps:
+            shown = "; ".join(gaps[:3]) + (f"; and {len(gaps) - 3} more" if len(gaps) > 3 else "")
+            warnings.warn(f"{source}: the frame numbering has {len(gaps)} gap{'' if len(gaps) == 1 else 's'} "
+                          f"({shown}); the frames on either side are treated as consecutive", DataWarning,
+                          stacklevel=2)
         return ((p.stem, read_image(p)) for p in paths), None
     import cv2
 
@@ -59,6 +73,7 @@ def read_frames(source: str | Path) -> tuple[Iterator[tuple[str, np.ndarray]], f
     if not source.is_file() or not capture.isOpened():
         raise DatasetError(f"{source}: cannot open as a video (OpenCV could not read it)")
     fps = capture.get(cv2.CAP_PROP_FPS) or None
+    announced = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)  # 0: unknown (a stream)
 
     def frames() -> Iterator[tuple[str, np.ndarray]]:
         index = 0
@@ -72,9 +87,26 @@ def read_frames(source: str | Path) -> tuple[Iterator[tuple[str, np.ndarray]], f
         finally:
             capture.release()
         if index == 0:
-            raise DatasetError(f"{source}: no frame could be decoded")
+            announces = f", of the {announced} its container announces" if announced else ""
+            raise DatasetError(f"{source}: no frame could be decoded{announces} (the file is damaged or not a video)")
+        if index < announced:
+            warnings.warn(f"{source}: read {index} of the {announced} frames its container announces; the file is "
+                          f"damaged or truncated after frame {index - 1}, the other {announced - index} are missing",
+                          DataWarning, stacklevel=2)
 
     return frames(), fps
+
+
+def folder_gaps(paths: Sequence[Path]) -> list[str]:
+    """``"frame_0003 -> frame_0007 (3 missing)"`` for each gap in the numbering of a folder's frames
+    (in playing order): where the number in their names jumps by more than its usual step
+    (:func:`ccnet.data.clips.numbering_gaps`). Names that do not all end in a number under one
+    prefix and suffix have no numbering to check."""
+    numbered = [re.fullmatch(r"(.*?)(\d+)(\D*)", p.stem) for p in paths]
+    if not all(numbered) or len({(m[1], m[3]) for m in numbered}) != 1:
+        return []
+    names = {int(m[2]): p.stem for m, p in zip(numbered, paths, strict=True)}
+    return [f"{names[a]} -> {names[b]}, {missing} missing" for a, b, missing in numbering_gaps(sorted(names))]
 
 
 class _Mp4Writer:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from ccnet.files import atomic_path
 __all__ = ["OnnxCheckError", "OnnxExport", "compile_model", "export_onnx"]
 
 MIN_OPSET = 17
+DEFAULT_FRAMES = 5  # the example clip's T for a video model (T stays dynamic in the graph)
 
 
 class OnnxCheckError(ValueError):
@@ -45,6 +47,15 @@ class OnnxExport:
     path: Path
     opset: int
     max_abs_diff: dict[tuple[int, ...], float]
+
+    def summary(self) -> str:
+        """One line for people: the file, its opset and what the onnxruntime check found."""
+        if not self.max_abs_diff:
+            return f"wrote {self.path} (opset {self.opset}; not checked in onnxruntime)"
+        shapes = ", ".join("x".join(map(str, shape)) for shape in self.max_abs_diff)
+        worst = max(self.max_abs_diff.values())
+        return (f"wrote {self.path} (opset {self.opset}; onnxruntime matches PyTorch on inputs {shapes}, "
+                f"max |onnx - eager| {worst:.2g})")
 
 
 class _Deployable(nn.Module):
@@ -69,12 +80,18 @@ class _Deployable(nn.Module):
 
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
-    """Hide the exporter's "torchvision is not installed. Skipping torchvision::nms" lines."""
+    """Hide the exporter's "torchvision is not installed. Skipping torchvision::nms" lines, and the
+    ``FutureWarning`` "isinstance(treespec, LeafSpec) is deprecated" that torch 2.13's own exporter
+    raises when it deep-copies the exported program (``copy.deepcopy`` re-creates the program's
+    ``LeafSpec`` tree specs, whose constructor is marked deprecated): nothing the caller can change."""
     logger = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                    category=FutureWarning)
+            yield
     finally:
         logger.setLevel(level)
 
@@ -121,7 +138,7 @@ def _metadata(model: nn.Module, normalize: bool, clips: bool = False) -> dict[st
 
 def export_onnx(model_or_dir: nn.Module | str | Path, path: str | Path, opset: int = 18, height: int = 512,
                 width: int = 1024, check: bool = True, *, normalize: bool = False, atol: float = 1e-4,
-                rtol: float = 1e-4, frames: int = 5) -> OnnxExport:
+                rtol: float = 1e-4, frames: int | None = None) -> OnnxExport:
     """Export a CCNet to ONNX with dynamic batch, height and width; check it in onnxruntime.
 
     Args:
@@ -140,7 +157,8 @@ def export_onnx(model_or_dir: nn.Module | str | Path, path: str | Path, opset: i
 
     A video model (:class:`~ccnet.models.CCNet3D`) maps clips ``(N, 3, T, H, W)`` to
     ``(N, num_classes, T, H, W)``, with a dynamic number of frames T too; ``frames`` is the
-    example's T (the check also runs another T).
+    example's T (default 5; the check also runs another T). A 2D model has no frames: giving
+    ``frames`` for one is refused rather than ignored.
     """
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
@@ -152,6 +170,11 @@ def export_onnx(model_or_dir: nn.Module | str | Path, path: str | Path, opset: i
 
     model = _as_model(model_or_dir)
     clips = isinstance(model, CCNet3D)
+    if not clips and frames is not None:
+        raise ValueError(f"frames={frames} is for video models (CCNet3D, clips (N, 3, T, H, W)); "
+                         f"this {type(model).__name__} takes images (N, 3, H, W)")
+    if clips and frames is None:
+        frames = DEFAULT_FRAMES
     if clips and frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
     path = Path(path)
