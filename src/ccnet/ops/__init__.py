@@ -1,5 +1,6 @@
 """Functional operators: criss-cross attention (2D and 3D; implementations chosen by ``backend``),
-its attention weights, the attention block as one op, and dense references."""
+its attention weights, the attention block as one op, dense references, and adaptive average
+pooling that stays correct at every size in exported graphs."""
 
 from ccnet.ops.attention_block import criss_cross_block
 from ccnet.ops.criss_cross import (
@@ -9,6 +10,7 @@ from ccnet.ops.criss_cross import (
     criss_cross_attention_3d,
     criss_cross_attention_weights,
 )
+from ccnet.ops.pooling import adaptive_avg_pool2d, adaptive_avg_pool2d_dynamic
 from ccnet.ops.reference import (
     criss_cross_attention_3d_reference,
     criss_cross_attention_matrix_reference,
@@ -19,6 +21,8 @@ from ccnet.ops.reference import (
 
 __all__ = [
     "BACKENDS",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_dynamic",
     "check_backend",
     "criss_cross_attention",
     "criss_cross_attention_3d",
