@@ -15,3 +15,15 @@ def test_runs_ours_in_a_group_of_one_and_cleans_up():
     assert row["ms"] > 0 and row["peak_bytes"] >= 2 * 8 * 9 * 7 * 4  # at least the output, float32
     table = sync_batchnorm_table(result)
     assert "| ours |" in table and "1.00x" in table
+
+
+def test_command_writes_json_and_markdown(tmp_path, capsys):
+    import json
+
+    from ccnet.bench.sync_batchnorm import main
+
+    assert main(["--device", "cpu", "--batch", "1", "--channels", "4", "--size", "5", "6", "--repeats", "1",
+                 "--output", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "sync_batchnorm.json").read_text())
+    assert result["shape"] == [1, 4, 5, 6] and [r["name"] for r in result["rows"]] == ["ours"]
+    assert (tmp_path / "sync_batchnorm.md").read_text().strip() == capsys.readouterr().out.strip()

@@ -120,3 +120,34 @@ def sync_batchnorm_table(result: dict[str, Any]) -> str:
                      f"{row['peak_bytes'] / 2**20:.1f} | {row['peak_bytes'] / max(ours['peak_bytes'], 1):.2f}x | "
                      f"{row['max_abs_diff']:.2g} |")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ccnet.bench.sync_batchnorm [--device cuda] [--output DIR]``: the table on stdout,
+    ``sync_batchnorm.json`` and ``.md`` in ``--output``."""
+    import argparse
+    from pathlib import Path
+
+    from ccnet.bench.report import write_json
+    from ccnet.files import atomic_write_text
+
+    parser = argparse.ArgumentParser(prog="python -m ccnet.bench.sync_batchnorm", description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--channels", type=int, default=512)
+    parser.add_argument("--size", type=int, nargs=2, default=(97, 97), metavar=("H", "W"))
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+    result = sync_batchnorm_benchmark(args.device, args.batch, args.channels, tuple(args.size), args.repeats)
+    table = sync_batchnorm_table(result)
+    print(table)
+    if args.output is not None:
+        args.output.mkdir(parents=True, exist_ok=True)
+        write_json(result, args.output / "sync_batchnorm.json")
+        atomic_write_text(args.output / "sync_batchnorm.md", table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
