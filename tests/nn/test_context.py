@@ -87,16 +87,6 @@ def test_rcca_keys_are_unchanged_by_the_context_switch():
     assert not any(k.startswith("head.context") for k in head)
 
 
-def test_context_survives_save_and_load(tmp_path):
-    model = CCNet(7, context="aspp", aspp_rates=(1, 2), **SMALL).eval()
-    model.save_pretrained(tmp_path / "m")
-    loaded = CCNet.from_pretrained(tmp_path / "m").eval()
-    assert loaded.context == "aspp" and loaded.head.context.rates == (1, 2)
-    x = torch.randn(1, 3, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(x)["out"], model(x)["out"])
-
-
 def test_unknown_context_in_the_config_names_the_key():
     from ccnet.config import Config, ConfigError, apply_overrides
     from ccnet.engine.build import build_model

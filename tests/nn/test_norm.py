@@ -1,9 +1,11 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
 
 from ccnet.nn import FrozenBatchNorm2d, convert_sync_batchnorm, make_activation, make_norm
-from ccnet.nn.norm import BatchNormAct2d, GroupNormAct, SyncBatchNormAct2d
+from ccnet.nn.norm import BatchNormAct2d, GroupNormAct, NativeSyncBatchNormAct2d, SyncBatchNormAct2d
 from ccnet.nn.sync_batchnorm import SyncBatchNorm
 
 
@@ -40,16 +42,53 @@ def test_frozen_bn_never_updates():
     assert torch.equal(frozen.running_mean, torch.zeros(4))
 
 
-def test_convert_sync_batchnorm_keeps_fused_activation():
+def _norms_model() -> nn.Sequential:
+    """Conv, fused BN + leaky ReLU, plain BN, frozen BN, with non-trivial statistics and weights."""
+    torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 1), make_norm("bn", 4, act="leaky_relu"), make_norm("bn", 4),
                           make_norm("frozenbn", 4))
-    model[1].running_mean.fill_(0.3)
-    converted = convert_sync_batchnorm(model)
-    assert isinstance(converted[1], SyncBatchNormAct2d) and isinstance(converted[1].act, nn.LeakyReLU)
-    assert type(converted[2]) is SyncBatchNorm
-    assert isinstance(converted[3], FrozenBatchNorm2d)
-    assert torch.equal(converted[1].running_mean, torch.full((4,), 0.3))
-    assert not isinstance(converted[1], BatchNormAct2d) or isinstance(converted[1], nn.SyncBatchNorm)
+    with torch.no_grad():
+        for norm in model[1:]:
+            norm.running_mean.uniform_(-1, 1)
+            norm.running_var.uniform_(0.5, 2)
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    model[2].bias.requires_grad_(False)
+    return model
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["ours", "native"])
+def test_convert_sync_batchnorm_keeps_fused_activation_keys_and_values(native):
+    model = _norms_model()
+    original = copy.deepcopy(model)
+    converted = convert_sync_batchnorm(model, native=native)
+    fused, plain = (NativeSyncBatchNormAct2d, nn.SyncBatchNorm) if native else (SyncBatchNormAct2d, SyncBatchNorm)
+    assert type(converted[1]) is fused and type(converted[2]) is plain
+    assert isinstance(converted[1].act, nn.LeakyReLU) and converted[1].act.negative_slope == 0.01
+    assert type(converted[3]) is FrozenBatchNorm2d
+    assert not converted[2].bias.requires_grad and converted[2].weight.requires_grad
+    state, before = converted.state_dict(), original.state_dict()
+    assert list(state) == list(before) and all(torch.equal(state[k], before[k]) for k in state)
+    original.load_state_dict(state)  # checkpoints move between the two, strictly
+    x = torch.randn(2, 3, 5, 5) * 2
+    with torch.no_grad():  # same function in eval mode, fused activation included
+        torch.testing.assert_close(converted.eval()(x), original.eval()(x))
+        # and outside a process group in training mode: batch statistics, running stats updated alike
+        torch.testing.assert_close(converted.train()(x), original.train()(x))
+    torch.testing.assert_close(converted[1].running_var, original[1].running_var)
+
+
+def test_convert_sync_batchnorm_between_ours_and_native():
+    native = convert_sync_batchnorm(_norms_model(), native=True)
+    assert convert_sync_batchnorm(native, native=True) is native and type(native[1]) is NativeSyncBatchNormAct2d
+    ours = convert_sync_batchnorm(copy.deepcopy(native))  # a model built with ours -> native, and back
+    assert type(ours[1]) is SyncBatchNormAct2d and type(ours[2]) is SyncBatchNorm
+    again = convert_sync_batchnorm(ours, native=True)
+    assert type(again[1]) is NativeSyncBatchNormAct2d and type(again[2]) is nn.SyncBatchNorm
+    x = torch.randn(1, 3, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x), native.eval()(x))
+    assert not any(isinstance(m, BatchNormAct2d) for m in again.modules())
 
 
 def test_unknown_names_raise():

@@ -93,7 +93,7 @@ class DetectionTrainer(Trainer):
             elif config.pretrained_backbone:
                 init_backbone_from(model, config.pretrained_backbone)
         if self.ctx.distributed and det.norm == "bn":
-            model = convert_sync_batchnorm(model)
+            model = convert_sync_batchnorm(model, native=self.ctx.device.type == "cuda")
         return model
 
     def _find_unused_parameters(self) -> bool:

@@ -244,8 +244,8 @@ class Trainer:
             from ccnet.interop import init_backbone_from
 
             init_backbone_from(model, config.pretrained_backbone)
-        if self.ctx.distributed and config.model.norm == "bn":
-            model = convert_sync_batchnorm(model)
+        if self.ctx.distributed and config.model.norm == "bn":  # CUDA: PyTorch's fused SyncBatchNorm
+            model = convert_sync_batchnorm(model, native=self.ctx.device.type == "cuda")
         return model
 
     def _find_unused_parameters(self) -> bool:

@@ -17,6 +17,7 @@ from ccnet.ops import (
     frames_to_clips,
     non_local_attention,
 )
+from ccnet.ops.attention_block import inference_in_place
 
 
 class _ResidualAttention(nn.Module):
@@ -52,7 +53,7 @@ class _ResidualAttention(nn.Module):
         return self._add_residual(x, self._attend(self.query_conv(x), self.key_conv(x), self.value_conv(x)))
 
     def _add_residual(self, x: Tensor, out: Tensor) -> Tensor:
-        if not torch.is_grad_enabled() and out.dtype == x.dtype == torch.result_type(out, self.gamma):
+        if inference_in_place(out, x, self.gamma):
             return out.mul_(self.gamma).add_(x)  # inference: in place, no map-sized temporaries
         return torch.addcmul(x, self.gamma, out)  # gamma * out + x in one op
 

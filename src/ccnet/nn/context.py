@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from ccnet.nn.attention import NonLocal2d
 from ccnet.nn.norm import make_norm
 from ccnet.nn.rcca import conv_norm_act, fusion_classifier
+from ccnet.ops import adaptive_avg_pool2d
 
 CONTEXTS = ("rcca", "nonlocal", "ppm", "aspp", "none")
 """Context modules :class:`ccnet.models.CCNet` can put in its head (``context=``)."""
@@ -41,7 +42,8 @@ class PyramidPooling(nn.Module):
     """PSPNet's pyramid pooling module: ``concat(x, up(conv1x1(avgpool_b(x))) for b in bins)``,
     then a 3x3 conv back to ``channels``. Each bin branch has ``channels // len(bins)`` channels,
     as in PSPNet. Every pixel receives the average of the whole map (bin 1) and of its region at
-    each coarser grid: global context without pixel-specific weights."""
+    each coarser grid: global context without pixel-specific weights. The pooling is
+    :func:`ccnet.ops.adaptive_avg_pool2d`, so exported graphs pool correctly at every size."""
 
     def __init__(self, channels: int, bins: Sequence[int] = (1, 2, 3, 6), *, norm: str = "bn",
                  act: str = "relu", align_corners: bool = True) -> None:
@@ -57,7 +59,7 @@ class PyramidPooling(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         size = x.shape[-2:]
         pooled = [
-            F.interpolate(stage(F.adaptive_avg_pool2d(x, b)), size=size, mode="bilinear",
+            F.interpolate(stage(adaptive_avg_pool2d(x, b)), size=size, mode="bilinear",
                           align_corners=self.align_corners)
             for b, stage in zip(self.bins, self.stages, strict=True)
         ]

@@ -117,28 +117,43 @@ def make_norm(kind: str, channels: int, act: str | None = None) -> nn.Module:
     return GroupNormAct(_num_groups(channels), channels, act=act)
 
 
-def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+class NativeSyncBatchNormAct2d(_ActMixin, nn.SyncBatchNorm):
+    """PyTorch's ``nn.SyncBatchNorm`` (fused CUDA kernels, one collective each way) followed by
+    the activation: :class:`SyncBatchNormAct2d` for CUDA training. Same state-dict keys."""
+
+    def __init__(self, num_features: int, act: str = "relu", **kwargs: Any) -> None:
+        super().__init__(num_features, **kwargs)
+        self._set_act(act)
+
+
+def convert_sync_batchnorm(module: nn.Module, native: bool = False) -> nn.Module:
     """Replace every BatchNorm (plain or fused with an activation) by its SyncBatchNorm twin.
 
-    ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` would drop the fused activation of the head
-    norms and give layers that refuse CPU tensors; this keeps the activation and uses
-    :class:`ccnet.nn.sync_batchnorm.SyncBatchNorm`. Frozen norms are left alone. Returns the
-    (possibly new) root module.
+    ``native=False``: :class:`ccnet.nn.sync_batchnorm.SyncBatchNorm`, which runs on any device,
+    CPU/gloo included. ``native=True`` (CUDA training): ``torch.nn.SyncBatchNorm``, whose fused
+    kernels need one collective forward and one backward per layer instead of two each, and keep
+    no float32 copies of the activations. Either way the fused activation of the head norms is
+    kept (``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` would drop it), and so are the
+    state-dict keys, the values, ``requires_grad`` and train/eval mode. Frozen norms are left
+    alone. Returns the (possibly new) root module.
     """
-    if isinstance(module, (FrozenBatchNorm2d, SyncBatchNorm)):
+    plain, fused = (nn.SyncBatchNorm, NativeSyncBatchNormAct2d) if native else (SyncBatchNorm, SyncBatchNormAct2d)
+    if isinstance(module, FrozenBatchNorm2d) or type(module) in (plain, fused):
         return module
     converted = module
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        if isinstance(module, BatchNormAct2d):
-            converted = SyncBatchNormAct2d(module.num_features, eps=module.eps, momentum=module.momentum,
-                                           affine=module.affine, track_running_stats=module.track_running_stats)
+        kwargs: dict[str, Any] = dict(eps=module.eps, momentum=module.momentum, affine=module.affine,
+                                      track_running_stats=module.track_running_stats)
+        if isinstance(module, _ActMixin):
+            converted = fused(module.num_features, **kwargs)
             converted.act = module.act
         else:
-            converted = SyncBatchNorm(module.num_features, eps=module.eps, momentum=module.momentum,
-                                         affine=module.affine, track_running_stats=module.track_running_stats)
+            converted = plain(module.num_features, **kwargs)
         converted.load_state_dict(module.state_dict())
+        for name, parameter in module.named_parameters(recurse=False):
+            getattr(converted, name).requires_grad_(parameter.requires_grad)
         converted.train(module.training)
         converted.to(device=next(module.parameters(), torch.empty(0)).device)
     for name, child in module.named_children():
-        converted.add_module(name, convert_sync_batchnorm(child))
+        converted.add_module(name, convert_sync_batchnorm(child, native))
     return converted

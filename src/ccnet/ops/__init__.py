@@ -1,6 +1,6 @@
 """Functional operators: criss-cross attention (2D, 3D, and 3D on clips stored frame by frame;
-implementations chosen by ``backend``), its attention weights, the attention block as one op, and
-dense references."""
+implementations chosen by ``backend``), its attention weights, the attention block as one op, dense
+references, and adaptive average pooling that stays correct at every size in exported graphs."""
 
 from ccnet.ops.attention_block import criss_cross_block
 from ccnet.ops.clips import clip_criss_cross_attention, clips_to_frames, frames_to_clips
@@ -11,6 +11,7 @@ from ccnet.ops.criss_cross import (
     criss_cross_attention_3d,
     criss_cross_attention_weights,
 )
+from ccnet.ops.pooling import adaptive_avg_pool2d, adaptive_avg_pool2d_dynamic
 from ccnet.ops.reference import (
     criss_cross_attention_3d_reference,
     criss_cross_attention_matrix_reference,
@@ -21,6 +22,8 @@ from ccnet.ops.reference import (
 
 __all__ = [
     "BACKENDS",
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_dynamic",
     "check_backend",
     "clip_criss_cross_attention",
     "clips_to_frames",

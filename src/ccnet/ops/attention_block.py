@@ -112,13 +112,20 @@ def _check_shapes(x: Tensor, params: tuple[Tensor | None, ...], frames: int | No
         raise ValueError(f"gamma must hold one value, got shape {tuple(gamma.shape)}")
 
 
+def inference_in_place(out: Tensor, x: Tensor, gamma: Tensor) -> bool:
+    """Whether ``gamma * out + x`` may overwrite ``out``: eager inference with matching dtypes.
+    Under tracers the out-of-place form is kept (the dtype test would break the graph)."""
+    return (not torch.is_grad_enabled() and not _is_tracing()
+            and out.dtype == x.dtype == torch.result_type(out, gamma))
+
+
 def _composed_block(x: Tensor, query_weight: Tensor, query_bias: Tensor | None, key_weight: Tensor,
                     key_bias: Tensor | None, value_weight: Tensor, value_bias: Tensor | None, gamma: Tensor,
                     attend: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Tensor:
     """The plain composition: convolutions, the attention ``attend``, ``gamma * out + x``."""
     conv = F.conv2d if x.dim() == 4 else F.conv3d
     out = attend(conv(x, query_weight, query_bias), conv(x, key_weight, key_bias), conv(x, value_weight, value_bias))
-    if not torch.is_grad_enabled() and out.dtype == x.dtype == torch.result_type(out, gamma):
+    if inference_in_place(out, x, gamma):
         return out.mul_(gamma).add_(x)  # inference: in place, no map-sized temporaries
     return torch.addcmul(x, gamma, out)  # gamma * out + x in one op
 
