@@ -62,22 +62,44 @@ def _is_number(value: Any) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
 
 
-def _entry(kind: str, index: int, item: Any, id_key: str = "id") -> str:
-    ident = item.get(id_key) if isinstance(item, dict) else None
-    return f"{kind} #{index}" + (f" ({id_key} {ident})" if ident is not None else "")
+def _numbers(values: Any) -> bool:
+    """Whether ``values`` is a list of finite numbers; at C speed (``sum``), as COCO files hold
+    tens of millions of polygon coordinates."""
+    if not isinstance(values, list):
+        return False
+    try:
+        return math.isfinite(sum(values))
+    except TypeError:
+        return False
 
 
-def _check_box(path: Path, where: str, bbox: Any) -> None:
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+class _Entry:
+    """``annotation #3 (id 17)``: built only when an error names it (files hold ~10^6 entries)."""
+
+    __slots__ = ("id_key", "index", "item", "kind")
+
+    def __init__(self, kind: str, index: int, item: Any, id_key: str = "id") -> None:
+        self.kind, self.index, self.item, self.id_key = kind, index, item, id_key
+
+    def __str__(self) -> str:
+        ident = self.item.get(self.id_key) if isinstance(self.item, dict) else None
+        return f"{self.kind} #{self.index}" + (f" ({self.id_key} {ident})" if ident is not None else "")
+
+    def __format__(self, spec: str) -> str:  # what f-strings call
+        return format(str(self), spec)
+
+
+def _check_box(path: Path, where: _Entry, bbox: Any) -> None:
+    if not (isinstance(bbox, list) and len(bbox) == 4 and _numbers(bbox)):
         raise DatasetError(f"{path}: {where}: 'bbox' must be 4 numbers [x, y, width, height], got {bbox!r:.80}")
 
 
-def _check_segmentation(path: Path, where: str, segmentation: Any, image: dict[str, Any] | None) -> None:
+def _check_segmentation(path: Path, where: _Entry, segmentation: Any, image: dict[str, Any] | None) -> None:
     """Polygons (a list of coordinate lists) or RLE (``size`` [h, w] and ``counts``, a string or
     integer run lengths) of the image's size."""
     if isinstance(segmentation, list):
         for polygon in segmentation:
-            if not (isinstance(polygon, list) and all(_is_number(v) for v in polygon)):
+            if not _numbers(polygon):
                 raise DatasetError(f"{path}: {where}: 'segmentation' polygons must be lists of numbers, "
                                    f"got {polygon!r:.80}")
         return
@@ -98,7 +120,7 @@ def _check_segmentation(path: Path, where: str, segmentation: Any, image: dict[s
 def _check_images(path: Path, images: list[Any]) -> dict[int, dict[str, Any]]:
     by_id: dict[int, dict[str, Any]] = {}
     for i, image in enumerate(images):
-        where = _entry("image", i, image)
+        where = _Entry("image", i, image)
         if not isinstance(image, dict):
             raise DatasetError(f"{path}: {where}: expected an object, got {type(image).__name__}")
         for key in ("id", "file_name", "height", "width"):
@@ -120,7 +142,7 @@ def _check_images(path: Path, images: list[Any]) -> dict[int, dict[str, Any]]:
 def _check_categories(path: Path, categories: list[Any]) -> set[int]:
     ids: set[int] = set()
     for i, category in enumerate(categories):
-        where = _entry("category", i, category)
+        where = _Entry("category", i, category)
         if not isinstance(category, dict) or not _is_int(category.get("id")) or "name" not in category:
             raise DatasetError(f"{path}: {where}: a category needs an integer 'id' and a 'name'")
         if category["id"] in ids:
@@ -171,7 +193,7 @@ def check_instances(path: str | Path, dataset: dict[str, Any]) -> CocoCheck:
     check = CocoCheck()
     seen: set[int] = set()
     for i, ann in enumerate(dataset["annotations"]):
-        where = _entry("annotation", i, ann)
+        where = _Entry("annotation", i, ann)
         if not isinstance(ann, dict):
             raise DatasetError(f"{path}: {where}: expected an object, got {type(ann).__name__}")
         missing = [k for k in ("id", "image_id", "category_id", "bbox", "segmentation") if k not in ann]
@@ -219,7 +241,7 @@ def check_results(path: str | Path, results: Any, image_ids: set[int], category_
     if not isinstance(results, list):
         raise DatasetError(f"{path}: expected a list of COCO results, got {type(results).__name__}")
     for i, result in enumerate(results):
-        where = _entry("result", i, result, "image_id")
+        where = _Entry("result", i, result, "image_id")
         if not isinstance(result, dict):
             raise DatasetError(f"{path}: {where}: expected an object, got {type(result).__name__}")
         for key in ("image_id", "category_id", "bbox", "score"):
