@@ -126,3 +126,46 @@ def test_prepare_voc_aug_errors(tmp_path):
     (sbd_root / "dataset" / "cls" / "2008_000002.mat").unlink()
     with pytest.raises(DatasetError, match=r"SegmentationClassAug/2008_000002\.png: no SBD or VOC label"):
         prepare_voc_aug(voc, sbd_root / "dataset")
+
+
+def test_prepare_never_replaces_other_content_without_overwrite(tmp_path, capsys):
+    from ccnet.cli import main
+
+    frame = "aachen_000000_000019"
+    ids = np.array([[7, 8, 26, 0, 1, 33]] * H, dtype=np.uint8).repeat(2, axis=1)
+    png(tmp_path / "gtFine/train/aachen" / f"{frame}_gtFine_labelIds.png", ids)
+    own = tmp_path / "gtFine/train/aachen" / f"{frame}_gtFine_labelTrainIds.png"
+    png(own, np.full((H, W), 3))  # the user's own train ids
+    before = own.read_bytes()
+    assert main(["prepare", "cityscapes", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{frame}_gtFine_labelTrainIds.png: already exists with other content" in err
+    assert "--overwrite" in err and own.read_bytes() == before
+    assert main(["prepare", "cityscapes", str(tmp_path), "--overwrite"]) == 0
+    assert "wrote 1 *_gtFine_labelTrainIds.png files" in capsys.readouterr().out
+    np.testing.assert_array_equal(read_label(own)[0, ::2], [0, 1, 13, 255, 255, 18])
+    assert prepare_cityscapes(tmp_path) == 1  # what it wrote itself is no conflict
+
+
+def test_prepare_voc_aug_keeps_an_edited_list_and_labels(tmp_path, capsys):
+    from ccnet.cli import main
+
+    voc, sbd_root = voc_and_sbd(tmp_path)
+    assert main(["prepare", "voc-aug", str(tmp_path), str(sbd_root)]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.endswith("4 ids in ImageSets/Segmentation/train_aug.txt, labels in SegmentationClassAug/")
+    assert "{" not in out
+    assert prepare_voc_aug(tmp_path, sbd_root) == 4  # a rerun replaces nothing of the user's
+    train_aug = voc / "ImageSets/Segmentation/train_aug.txt"
+    train_aug.write_text("2007_000032\n")  # the user's own list
+    with pytest.raises(DatasetError, match=r"train_aug\.txt: already exists with other content; not replaced"):
+        prepare_voc_aug(tmp_path, sbd_root)
+    assert train_aug.read_text() == "2007_000032\n"
+    train_aug.unlink()
+    label = voc / "SegmentationClassAug" / "2008_000001.png"
+    png(label, np.full((H, W), 4))  # another conversion of that SBD label
+    with pytest.raises(DatasetError, match=r"2008_000001\.png: already exists with other content"):
+        prepare_voc_aug(tmp_path, sbd_root)
+    assert not train_aug.exists() and int(read_label(label)[0, 0]) == 4  # nothing written
+    assert prepare_voc_aug(tmp_path, sbd_root, overwrite=True) == 4
+    assert int(read_label(label)[0, 0]) == 10

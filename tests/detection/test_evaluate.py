@@ -1,6 +1,7 @@
 """COCO evaluation of known detections: our conversion + COCOeval equals COCOeval called directly."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -139,3 +140,25 @@ def test_cli_scores_a_results_file(tiny_coco, tmp_path, capsys):
     assert main(["evaluate", "task=detection", f"data.root={tiny_coco}", "data.val_split=val",
                  "--predictions", str(tmp_path / "bad.json")]) == 2
     assert "bad.json: expected a list of COCO results" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda r: r.update(bbox=r["bbox"][:3]), r"result #4 \(image_id \d+\): 'bbox' must be 4 numbers"),
+    (lambda r: r.pop("score"), r"result #4 \(image_id \d+\): no 'score'$"),
+    (lambda r: r.pop("image_id"), r"result #4: no 'image_id'$"),
+    (lambda r: r.update(image_id=999), r"result #4 \(image_id 999\): 'image_id' 999 is not an image"),
+    (lambda r: r.update(category_id=5), r"result #4 \(image_id \d+\): 'category_id' 5 is not in"),
+    (lambda r: r.update(score="high"), r"result #4 \(image_id \d+\): 'score' must be a number"),
+    (lambda r: r.update(segmentation=[[1, 2, 3]]), r"result #4 \(image_id \d+\): 'segmentation' of a result must"),
+])
+def test_a_bad_results_file_is_refused_in_one_line(tiny_coco, tmp_path, capsys, change, message):
+    dataset = CocoInstances.from_root(tiny_coco, "val")
+    results = _direct_results(_known_detections(dataset, seed=3), dataset.category_ids)
+    change(results[4])
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    assert main(["evaluate", "task=detection", f"data.root={tiny_coco}", "data.val_split=val",
+                 "--predictions", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "results.json: " in err
+    assert re.search(message, err), err

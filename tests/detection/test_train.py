@@ -110,3 +110,30 @@ def test_torchrun_two_processes(tiny_coco, tmp_path):
     single = json.loads((tmp_path / "single.json").read_text())
     for iou_type in ("bbox", "segm"):
         assert single[iou_type] == pytest.approx(distributed[iou_type], abs=1e-3)
+
+
+def test_a_mask_rcnn_checkpoint_is_named_by_the_segmentation_only_commands(tiny_coco, tmp_path, capsys):
+    from ccnet.cli.common import model_from_checkpoint
+    from ccnet.detection.data import CocoInstances
+    from ccnet.detection.model import mask_rcnn_from_config
+    from ccnet.engine.trainer import info_to_dict
+    from ccnet.files import atomic_save
+
+    config = load_config(None, _config(tiny_coco))
+    info = CocoInstances.from_root(tiny_coco, "val").info
+    path = tmp_path / "latest.pt"
+    atomic_save({"format": 1, "iteration": 0, "model": mask_rcnn_from_config(config, info.num_classes).state_dict(),
+                 "config": config.to_dict(), "info": info_to_dict(info)}, path)
+    expected = (f"{path}: this is a Mask R-CNN checkpoint (task: detection); this command takes a segmentation "
+                f"model: use ccnet predict --checkpoint {path} (drawn detections) or ccnet evaluate --checkpoint "
+                f"{path} (COCOeval) for it")
+    with pytest.raises(ValueError) as caught:
+        model_from_checkpoint(str(path), [])  # the one loader of visualize-attention, explore and export
+    assert str(caught.value) == expected
+    image = tiny_coco / "val" / "val_000.png"
+    commands = [["visualize-attention", str(path), str(image), "--pixel", "30,30", "--output", str(tmp_path / "att")],
+                ["export", str(path), str(tmp_path / "m.onnx")]]
+    for command in commands:
+        assert main(command) == 2
+        assert capsys.readouterr().err.strip() == f"ccnet {command[0]}: error: {expected}"
+    assert not (tmp_path / "att").exists() and not (tmp_path / "m.onnx").exists()

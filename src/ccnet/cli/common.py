@@ -66,7 +66,8 @@ def detection_cli():
 def model_from_checkpoint(path: str, items: Sequence[str]):
     """Model (eval mode), config and dataset info of a training checkpoint or a ccnet model
     folder (``save_pretrained``, ``ccnet convert``). A config given on the command line must
-    describe the same model; overrides apply on top."""
+    describe the same model; overrides apply on top. A Mask R-CNN checkpoint is refused by name
+    (``visualize-attention``, ``explore`` and ``export`` load through here)."""
     from ccnet.engine.build import build_model
     from ccnet.engine.checkpoint import load_checkpoint
     from ccnet.engine.trainer import check_compatible, checkpoint_config, load_checkpoint_weights
@@ -74,6 +75,11 @@ def model_from_checkpoint(path: str, items: Sequence[str]):
     if Path(path).is_dir():
         return model_from_folder(path, items)
     checkpoint = load_checkpoint(path)
+    stored = checkpoint.get("config")
+    if isinstance(stored, dict) and stored.get("task") == "detection":  # before its weights meet a CCNet
+        raise ValueError(f"{path}: this is a Mask R-CNN checkpoint (task: detection); this command takes a "
+                         f"segmentation model: use ccnet predict --checkpoint {path} (drawn detections) or ccnet "
+                         f"evaluate --checkpoint {path} (COCOeval) for it")
     config, info = checkpoint_config(checkpoint, path, *split_config_and_overrides(items), check=check_compatible)
     model = build_model(config, info.num_classes)
     load_checkpoint_weights(model, checkpoint, path)

@@ -16,16 +16,18 @@ def run(args: argparse.Namespace) -> int:
         from ccnet.detection.synthetic import write_synthetic_coco
 
         counts = write_synthetic_coco(args.root, {"train": args.train_images, "val": args.val_images},
-                                      size=(args.size, args.size), seed=args.seed)
-        print(f"wrote the synthetic COCO instance task under {args.root}: {counts} instances (train, val)")
+                                      size=(args.size, args.size), seed=args.seed, overwrite=args.overwrite)
+        print(f"wrote the synthetic COCO instance task under {args.root}: {args.train_images} training images "
+              f"({counts['train']} instances), {args.val_images} validation images ({counts['val']} instances)")
     elif args.dataset == "cityscapes":
-        count = prepare.prepare_cityscapes(args.root)
+        count = prepare.prepare_cityscapes(args.root, overwrite=args.overwrite)
         print(f"wrote {count} *_gtFine_labelTrainIds.png files under {args.root}")
     else:
         if args.sbd_root is None:
             raise ValueError("voc-aug needs the SBD root as a second path: ccnet prepare voc-aug VOC_ROOT SBD_ROOT")
-        result = prepare.prepare_voc_aug(args.root, args.sbd_root)
-        print(f"prepared the VOC aug set under {args.root}: {result}")
+        count = prepare.prepare_voc_aug(args.root, args.sbd_root, overwrite=args.overwrite)
+        print(f"prepared the VOC aug set under {args.root}: {count} ids in ImageSets/Segmentation/train_aug.txt, "
+              f"labels in SegmentationClassAug/")
     return 0
 
 
@@ -42,4 +44,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--val-images", type=int, default=100, help="synthetic-coco: validation images")
     parser.add_argument("--size", type=int, default=128, help="synthetic-coco: image side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="synthetic-coco: scene seed")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing files with other content (refused by default: they may be your own)")
     parser.set_defaults(func=run)

@@ -95,6 +95,8 @@ _STRIPE_COLOURS = np.array([[225, 215, 55], [70, 65, 20]], dtype=np.float32)
 _CHECKER_COLOURS = np.array([[205, 55, 205], [235, 200, 235]], dtype=np.float32)
 _SOLID_COLOUR = np.array([240, 150, 40], dtype=np.float32)
 _NOISE_SIGMA = 8.0
+LOCAL_OBJECT_MIN_SIDE = 0.12  # the smallest local object's height and width, as a fraction of the image's
+
 
 class _Names(Sequence):
     """Lazy list of sample names, ``f"{split}_{index:06d}"``."""
@@ -328,8 +330,8 @@ class SyntheticContextDataset(RenderedDataset):
         locals_ = []
         for _ in range(int(rng.integers(1, 4))):
             cls = LOCAL_CLASSES[int(rng.integers(len(LOCAL_CLASSES)))]
-            h = _uniform_int(rng, max(2, round(0.12 * H)), max(2, round(0.3 * H)))
-            w = _uniform_int(rng, max(2, round(0.12 * W)), max(2, round(0.3 * W)))
+            h = _uniform_int(rng, max(2, round(LOCAL_OBJECT_MIN_SIDE * H)), max(2, round(0.3 * H)))
+            w = _uniform_int(rng, max(2, round(LOCAL_OBJECT_MIN_SIDE * W)), max(2, round(0.3 * W)))
             y, x = _uniform_int(rng, 0, H - h), _uniform_int(rng, 0, W - w)
             params = {
                 "period": _uniform_int(rng, 4, 9),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from ccnet.config import Config, load_config
@@ -36,7 +35,7 @@ def evaluate(args: argparse.Namespace, config_path: str | None, overrides: list[
     """COCOeval (bbox and segm) of a checkpoint on ``data.val_split`` (or ``--split``), or of a
     COCO results JSON (``--predictions``) of any tool."""
     from ccnet.detection.data import CocoInstances
-    from ccnet.detection.evaluate import coco_evaluate, evaluate_model, format_metrics
+    from ccnet.detection.evaluate import coco_evaluate, evaluate_model, format_metrics, load_results
     from ccnet.engine.distributed import cleanup_distributed, init_distributed
     from ccnet.files import atomic_write_text
 
@@ -47,13 +46,7 @@ def evaluate(args: argparse.Namespace, config_path: str | None, overrides: list[
                 raise ValueError("config key 'data.root' is required to score a results file")
             dataset = CocoInstances.from_root(config.data.root, args.split or config.data.val_split,
                                               max_images=config.data.max_val_samples)
-            path = Path(args.predictions)
-            try:
-                results = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError) as error:
-                raise ValueError(f"{path}: cannot read a COCO results JSON ({error})") from None
-            if not isinstance(results, list):
-                raise ValueError(f"{path}: expected a list of COCO results")
+            results = load_results(args.predictions, dataset.coco)
             iou_types = ("bbox", "segm") if all("segmentation" in r for r in results) else ("bbox",)
             metrics = coco_evaluate(dataset.coco, results, iou_types=iou_types, image_ids=dataset.image_ids)
             ctx = init_distributed("cpu")

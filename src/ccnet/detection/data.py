@@ -5,6 +5,7 @@ decodes them). Crowd regions (``iscrowd: 1``) are left out of the training targe
 torchvision's and Detectron2's COCO loaders do; ``COCOeval`` reads them from the same file and
 ignores detections that fall on them. Category ids (sparse in COCO: 1..90) map to contiguous
 labels 1..K in file order of ``categories`` sorted by id; label 0 is torchvision's background.
+The whole file is checked when it is opened (:mod:`ccnet.detection.validate`).
 
 The training augmentation is the Detectron one: a horizontal flip (here), and the resize to the
 shorter side ``min_size`` (one of several, for multi-scale training) capped at ``max_size``,
@@ -29,6 +30,7 @@ from torchvision.transforms import v2
 
 from ccnet.data.info import DatasetInfo
 from ccnet.data.io import DatasetError, read_image
+from ccnet.detection.validate import CocoCheck, check_instances, warn_dropped
 
 __all__ = ["CocoInstances", "annotation_file", "collate", "load_coco", "train_transform"]
 
@@ -40,8 +42,10 @@ def annotation_file(root: str | Path, split: str) -> Path:
     return Path(root) / "annotations" / f"instances_{split}.json"
 
 
-def load_coco(path: str | Path) -> COCO:
-    """A ``pycocotools.coco.COCO`` index of an instances file, with one-line errors naming the file."""
+def load_coco(path: str | Path) -> tuple[COCO, CocoCheck]:
+    """A ``pycocotools.coco.COCO`` index of an instances file, every entry checked first
+    (:func:`ccnet.detection.validate.check_instances`: one-line errors naming the file, the entry
+    and the field), and what to leave out of the training targets."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: annotation file not found")
@@ -54,15 +58,12 @@ def load_coco(path: str | Path) -> COCO:
     for key in ("images", "annotations", "categories"):
         if not isinstance(dataset.get(key), list):
             raise DatasetError(f"{path}: no {key!r} list; not a COCO instances file")
-    for i, ann in enumerate(dataset["annotations"]):
-        missing = [k for k in ("id", "image_id", "category_id", "bbox", "segmentation") if k not in ann]
-        if missing:
-            raise DatasetError(f"{path}: annotation #{i} lacks {', '.join(missing)}")
+    check = check_instances(path, dataset)
     coco = COCO()
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):  # createIndex prints progress
         coco.createIndex()
-    return coco
+    return coco, check
 
 
 def _palette(n: int) -> tuple[tuple[int, int, int], ...]:
@@ -85,9 +86,11 @@ class CocoInstances(Dataset):
 
     ``dataset[i]`` is ``{"image": float (3, H, W) in 0..1, "target": {"boxes": (N, 4) xyxy,
     "labels": (N,), "masks": uint8 (N, H, W)}, "image_id": int, "name": str}`` with crowd regions
-    and degenerate boxes left out. ``train=True`` also skips images without any object (Detectron's
-    filter). ``max_images`` keeps the first images (by id). ``transform`` takes and returns
-    ``(tv_tensors.Image, target)`` with ``boxes``/``masks`` as tv_tensors.
+    and what the file check leaves out (:mod:`ccnet.detection.validate`: empty boxes, boxes or
+    polygons outside the image, invalid polygons; one warning with the counts). ``train=True``
+    also skips images without any object (Detectron's filter). ``max_images`` keeps the first
+    images (by id). ``transform`` takes and returns ``(tv_tensors.Image, target)`` with
+    ``boxes``/``masks`` as tv_tensors.
     """
 
     def __init__(self, image_dir: str | Path, annotations: str | Path, *, train: bool = False,
@@ -95,7 +98,8 @@ class CocoInstances(Dataset):
                  max_images: int | None = None, name: str | None = None) -> None:
         self.image_dir = Path(image_dir)
         self.annotation_path = Path(annotations)
-        self.coco = load_coco(self.annotation_path)
+        self.coco, self.check = load_coco(self.annotation_path)
+        warn_dropped(self.annotation_path, self.check, evaluation=not train)
         if not self.image_dir.is_dir():
             raise DatasetError(f"{self.image_dir}: image folder not found")
         categories = sorted(self.coco.dataset["categories"], key=lambda c: c["id"])
@@ -120,9 +124,9 @@ class CocoInstances(Dataset):
         ``<split>/`` images (``train2017``, ``val2017``, ...)."""
         return cls(Path(root) / split, annotation_file(root, split), name=kwargs.pop("name", split), **kwargs)
 
-    @staticmethod
-    def _is_object(ann: dict[str, Any]) -> bool:
-        return not ann.get("iscrowd", 0) and ann["bbox"][2] > 0 and ann["bbox"][3] > 0
+    def _is_object(self, ann: dict[str, Any]) -> bool:
+        """A training target: not a crowd region, not left out by the file check."""
+        return not ann.get("iscrowd", 0) and ann["id"] not in self.check.dropped
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -146,13 +150,10 @@ class CocoInstances(Dataset):
         for ann in self.coco.imgToAnns.get(info["id"], []):
             if not self._is_object(ann):
                 continue
-            if ann["category_id"] not in self.label_of:
-                raise DatasetError(f"{self.annotation_path}: annotation {ann['id']} has category_id "
-                                   f"{ann['category_id']}, which is not in 'categories'")
-            x, y, w, h = ann["bbox"]
+            x, y, w, h = ann["bbox"]  # inside the image: the file check left the others out
             box = [max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h)]
-            if box[2] <= box[0] or box[3] <= box[1]:
-                continue
+            if ann["id"] in self.check.polygons:  # invalid polygons removed
+                ann = {**ann, "segmentation": self.check.polygons[ann["id"]]}
             try:
                 mask = self.coco.annToMask(ann)
             except Exception as error:  # malformed polygon or RLE: name the annotation

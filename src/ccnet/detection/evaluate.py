@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,10 +25,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ccnet.data.io import DatasetError
 from ccnet.engine.evaluate import ShardSampler
 
-__all__ = ["IOU_TYPES", "STAT_NAMES", "coco_evaluate", "evaluate_model", "format_metrics", "per_category_ap",
-           "to_coco_results"]
+__all__ = ["IOU_TYPES", "STAT_NAMES", "coco_evaluate", "evaluate_model", "format_metrics", "load_results",
+           "per_category_ap", "to_coco_results"]
 
 IOU_TYPES = ("bbox", "segm")
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6]
@@ -56,6 +59,20 @@ def to_coco_results(output: dict[str, torch.Tensor], image_id: int, category_ids
             result["segmentation"] = rles[i]
         results.append(result)
     return results
+
+
+def load_results(path: str | Path, coco_gt: COCO) -> list[dict[str, Any]]:
+    """A COCO results JSON (of any tool), every entry checked against ``coco_gt``'s images and
+    categories (:func:`ccnet.detection.validate.check_results`: one line naming the file, the
+    entry and the field)."""
+    from ccnet.detection.validate import check_results
+
+    path = Path(path)
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f"{path}: cannot read a COCO results JSON ({error})") from None
+    return check_results(path, results, set(coco_gt.getImgIds()), set(coco_gt.getCatIds()))
 
 
 def _results_coco(coco_gt: COCO, results: list[dict[str, Any]]) -> COCO:

@@ -22,11 +22,15 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from ccnet.data.synthetic import SYNTHETIC_INFO, SyntheticContextDataset
+from ccnet.data.io import DatasetError
+from ccnet.data.prepare import refuse_to_replace
+from ccnet.data.synthetic import LOCAL_OBJECT_MIN_SIDE, SYNTHETIC_INFO, SyntheticContextDataset, _ellipse_mask
 from ccnet.detection.data import annotation_file
 from ccnet.files import atomic_write_text
 
-__all__ = ["CATEGORIES", "instances_of", "write_synthetic_coco"]
+__all__ = ["CATEGORIES", "DESCRIPTION", "instances_of", "min_image_side", "write_synthetic_coco"]
+
+DESCRIPTION = "ccnet synthetic long-range-context instances"  # info.description of the files written here
 
 CATEGORIES = [{"id": i, "name": name, "supercategory": "context" if name.startswith("context") else "local"}
               for i, name in enumerate(SYNTHETIC_INFO.class_names) if i > 0]
@@ -45,16 +49,69 @@ def instances_of(label: np.ndarray, min_area: int = 16) -> list[tuple[int, np.nd
     return instances
 
 
+def min_image_side(min_area: int = 16) -> int:
+    """The smallest image side at which the smallest object the scenes draw (an ellipse of
+    ``LOCAL_OBJECT_MIN_SIDE`` of the side) still has ``min_area`` pixels: in smaller images objects
+    fall under ``min_area`` and are not written as instances (at side 8, none is)."""
+    side = SyntheticContextDataset.min_size
+    while int(_ellipse_mask(*(max(2, round(LOCAL_OBJECT_MIN_SIDE * side)),) * 2).sum()) < min_area:
+        side += 1
+    return side
+
+
+def _ours(path: Path) -> bool:
+    """Whether an annotation file was written by :func:`write_synthetic_coco` (so may be replaced)."""
+    try:
+        return json.loads(path.read_text()).get("info", {}).get("description", "").startswith(DESCRIPTION)
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
+
+
+def _refuse_foreign_files(root: Path, splits: dict[str, SyntheticContextDataset]) -> None:
+    """Before anything is written: an annotation file not written here, or images in the way
+    (beside no annotation file of ours) that are not the scenes about to be written, are refused."""
+    planned = []
+    for split, scenes in splits.items():
+        path = annotation_file(root, split)
+        if path.exists():
+            if not _ours(path):
+                raise DatasetError(f"{path}: already exists and was not written by ccnet prepare synthetic-coco; "
+                                   f"not replaced (--overwrite replaces it)")
+            continue  # the split is ours: its images may be replaced
+        for index, name in enumerate(scenes.samples):
+            image = root / split / f"{name}.png"
+            planned.append((image, lambda image=image, scenes=scenes, index=index:
+                            np.array_equal(np.asarray(Image.open(image).convert("RGB")), scenes.render(index)[0])))
+    refuse_to_replace(planned)
+
+
 def write_synthetic_coco(root: str | Path, splits: dict[str, int], *, size: tuple[int, int] = (192, 192),
-                         seed: int = 0, aligned_prob: float = 0.5, min_area: int = 16) -> dict[str, int]:
+                         seed: int = 0, aligned_prob: float = 0.5, min_area: int = 16,
+                         overwrite: bool = False) -> dict[str, int]:
     """Write ``root/<split>/*.png`` and ``root/annotations/instances_<split>.json`` for each
     ``split: number of images``. Scenes are a pure function of ``(seed, split, index)``. Returns the
-    number of instances per split."""
+    number of instances per split.
+
+    Refused (``ValueError``, nothing written): images smaller than :func:`min_image_side`, a split
+    without images, and unless ``overwrite``, files in the way that this function did not write
+    (an annotation file of the user's, other images under a split's name); a folder written here
+    before is replaced."""
     root = Path(root)
+    smallest = min_image_side(min_area)
+    if min(size) < smallest:
+        raise ValueError(f"image size {size[0]}x{size[1]}: the synthetic COCO task needs at least {smallest} pixels "
+                         f"a side (its smallest objects must keep {min_area} pixels to be instances)")
+    for split, num_images in splits.items():
+        if num_images < 1:
+            raise ValueError(f"split {split!r}: needs at least 1 image, got {num_images}")
+    scenes_of = {split: SyntheticContextDataset(split, num_samples=num_images, size=size, seed=seed,
+                                                key_label="ignore", aligned_prob=aligned_prob)
+                 for split, num_images in splits.items()}
+    if not overwrite:
+        _refuse_foreign_files(root, scenes_of)
     counts = {}
     for split, num_images in splits.items():
-        scenes = SyntheticContextDataset(split, num_samples=num_images, size=size, seed=seed, key_label="ignore",
-                                         aligned_prob=aligned_prob)
+        scenes = scenes_of[split]
         image_dir = root / split
         image_dir.mkdir(parents=True, exist_ok=True)
         images, annotations = [], []
@@ -72,7 +129,7 @@ def write_synthetic_coco(root: str | Path, splits: dict[str, int], *, size: tupl
                     "area": float(mask_utils.area(rle)), "bbox": [float(v) for v in mask_utils.toBbox(rle)],
                     "iscrowd": 0,
                 })
-        dataset = {"info": {"description": f"ccnet synthetic long-range-context instances, seed {seed}"},
+        dataset = {"info": {"description": f"{DESCRIPTION}, seed {seed}"},
                    "images": images, "annotations": annotations, "categories": CATEGORIES}
         path = annotation_file(root, split)
         path.parent.mkdir(parents=True, exist_ok=True)
