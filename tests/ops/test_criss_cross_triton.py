@@ -202,7 +202,7 @@ def test_lines_too_long_for_the_backward_are_refused_up_front(monkeypatch):
 
 @interpreted
 def test_backward_tiles_beyond_shared_memory_are_refused_up_front(monkeypatch):
-    monkeypatch.setattr(criss_cross_triton, "BACKWARD_TILE", 8 * 16)  # lines of 5 (8) take 16 channels
+    monkeypatch.setattr(criss_cross_triton, "BACKWARD_TILE", 16 * 16)  # lines of 5 (padded to 16): 16 channels
     inputs, _ = _inputs(1, 17, 3, 2, 5)
     with pytest.raises(ValueError, match=r"lines of 5 positions with at most 16 query/key channels, got 17"):
         criss_cross_attention(*inputs, backend="triton")
@@ -213,7 +213,8 @@ def test_backward_tiles_beyond_shared_memory_are_refused_up_front(monkeypatch):
 def test_grids_beyond_cuda_limit_are_refused(monkeypatch):
     monkeypatch.setattr(criss_cross_triton, "MAX_PROGRAMS", 3)  # (1, C, 3, 4): 4 columns, one program each
     inputs, _ = _inputs(1, 2, 3, 3, 4)
-    with torch.no_grad(), pytest.raises(ValueError, match=r"at most 3 programs, input of shape \(1, 3, 3, 4\) needs 4;"):
+    refused = r"at most 3 programs, input of shape \(1, 3, 3, 4\) needs 4;"
+    with torch.no_grad(), pytest.raises(ValueError, match=refused):
         criss_cross_attention(*inputs, backend="triton")
 
 

@@ -199,14 +199,15 @@ MAX_PROGRAMS = 2**31 - 1
 # (backward_c). Tests lower them to 16 to run several blocks per line on small inputs; the table
 # below lowers them further where the compiled kernels would spill registers.
 MAX_BLOCKS = {"m": 64, "n": 32, "c": 256, "cq": 64, "backward_c": 64}
-# Per (dtype, precision) the forward's largest BLOCK_M x BLOCK_C and the backward's key block and
-# warps at lines of more than 64 positions: the largest tiles that compile without register spills
-# for sm_80 and sm_90 (scripts/triton_compile_check.py checks every configuration the model and
-# the benchmarks launch). "ieee": float32 products in full precision (3 TF32 passes, more registers).
+# Per (dtype, precision): the forward's largest BLOCK_M x BLOCK_C and its warps, the backward's
+# key block (lines of 65-128 positions), value-channel block and warps (lines of 128 or more):
+# tiles that compile without register spills for sm_80 and sm_90 (scripts/triton_compile_check.py
+# compiles every configuration the model and the benchmarks launch). "ieee": float32 products in
+# full precision (three TF32 passes on tensor cores: more registers per product).
 TILES = {
-    "ieee": {"forward_mc": 64 * 64, "backward_n": 16, "backward_warps": 8},
-    "tf32": {"forward_mc": 64 * 128, "backward_n": 16, "backward_warps": 8},
-    "half": {"forward_mc": 64 * 128, "backward_n": 32, "backward_warps": 8},
+    "ieee": {"forward_mc": 64 * 64, "forward_warps": 8, "backward_n": 16, "backward_c": 32, "backward_warps": 16},
+    "tf32": {"forward_mc": 64 * 128, "forward_warps": 8, "backward_n": 16, "backward_c": 64, "backward_warps": 8},
+    "half": {"forward_mc": 64 * 128, "forward_warps": 8, "backward_n": 16, "backward_c": 64, "backward_warps": 8},
 }
 
 
@@ -278,7 +279,8 @@ def triton_forward(query: Tensor, key: Tensor, value: Tensor, interpret: bool) -
                     positions, length, step, qk_channels, channels,
                     MASK_CENTRE=axis != len(spatial) - 1, HAS_PREV=n > 0,
                     BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_CQ=block_cq, BLOCK_C=block_c,
-                    CQ_CHUNKS=_cdiv(qk_channels, block_cq), num_warps=4 if block_m * block_c <= 4096 else 8,
+                    CQ_CHUNKS=_cdiv(qk_channels, block_cq),
+                    num_warps=4 if block_m * block_c < tiles["forward_mc"] else tiles["forward_warps"],
                     **_dot_options(v.dtype, interpret))
     return out, lse[(len(axes) - 1) % 2]
 
@@ -298,14 +300,14 @@ def triton_backward(grad_out: Tensor, query: Tensor, key: Tensor, value: Tensor,
     block_cq = _pow2(qk_channels)
     tiles = _tiles(v.dtype)
     with _launch_scope(v):
-        block_p, block_c = 64, min(64, _pow2(channels))
+        block_p, block_c = 64, min(32, _pow2(channels))
         _launch(kernels._delta_kernel, (_check_programs(_cdiv(batch * positions, block_p), v.shape),),
                 o, g, delta, *o_s, *g_s, positions, batch * positions, channels, BLOCK_P=block_p, BLOCK_C=block_c)
         for n, axis in enumerate(axes):
             length, step = _line(torch.Size(spatial), axis)
             block_l = _pow2(length)  # the whole line
             block_n = min(MAX_BLOCKS["n"] if block_l <= 64 else tiles["backward_n"] if block_l <= 128 else 16, block_l)
-            block_c = min(MAX_BLOCKS["backward_c"] if block_l <= 128 else 32, _pow2(channels))
+            block_c = min(MAX_BLOCKS["backward_c"], tiles["backward_c"] if block_l <= 128 else 32, _pow2(channels))
             targets = grads if n == len(axes) - 1 else partials
             _launch(kernels._backward_kernel, (_check_programs(batch * positions // length, v.shape),),
                     q, k, v, g, lse, delta,
