@@ -201,13 +201,14 @@ MAX_PROGRAMS = 2**31 - 1
 MAX_BLOCKS = {"m": 64, "n": 32, "c": 256, "cq": 64, "backward_c": 64}
 # Per (dtype, precision): the forward's largest BLOCK_M x BLOCK_C and its warps, the backward's
 # key block (lines of 65-128 positions), value-channel block and warps (lines of 128 or more):
-# tiles that compile without register spills for sm_80 and sm_90 (scripts/triton_compile_check.py
-# compiles every configuration the model and the benchmarks launch). "ieee": float32 products in
-# full precision (three TF32 passes on tensor cores: more registers per product).
+# the forward's compile without register spills for sm_80 and sm_90; the backward's are the
+# smallest spills found (it holds a whole line of q and dq; scripts/triton_compile_check.py
+# compiles every configuration the model and the benchmarks launch and reports them). "ieee":
+# float32 products in full precision (FMA, no tensor cores: the most registers per product).
 TILES = {
-    "ieee": {"reload_q": 1, "forward_mc": 64 * 64, "forward_warps": 8, "backward_n": 16, "backward_c": 32, "backward_warps": 16},
-    "tf32": {"reload_q": 0, "forward_mc": 64 * 128, "forward_warps": 8, "backward_n": 16, "backward_c": 64, "backward_warps": 8},
-    "half": {"reload_q": 0, "forward_mc": 64 * 128, "forward_warps": 8, "backward_n": 16, "backward_c": 64, "backward_warps": 8},
+    "ieee": {"forward_mc": 64 * 64, "forward_warps": 8, "backward_n": 16, "backward_c": 16, "backward_warps": 8},
+    "tf32": {"forward_mc": 64 * 128, "forward_warps": 8, "backward_n": 16, "backward_c": 64, "backward_warps": 8},
+    "half": {"forward_mc": 64 * 128, "forward_warps": 8, "backward_n": 16, "backward_c": 64, "backward_warps": 8},
 }
 
 
@@ -316,7 +317,6 @@ def triton_backward(grad_out: Tensor, query: Tensor, key: Tensor, value: Tensor,
                     positions, length, step, qk_channels, channels,
                     MASK_CENTRE=axis != len(spatial) - 1, HAS_PREV=n > 0,
                     BLOCK_L=block_l, BLOCK_N=block_n, BLOCK_CQ=block_cq, BLOCK_C=block_c,
-                    RELOAD_Q=bool(tiles["reload_q"]) and block_l >= 128,
                     num_warps=tiles["backward_warps"] if block_l >= 128 else 4,
                     **_dot_options(v.dtype, interpret, grads=True))
     return tuple(grads)

@@ -172,7 +172,7 @@ def _backward_kernel(
     N, L, STEP, CQ, C,
     MASK_CENTRE: tl.constexpr, HAS_PREV: tl.constexpr,
     BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_CQ: tl.constexpr, BLOCK_C: tl.constexpr,
-    RELOAD_Q: tl.constexpr, PRECISION: tl.constexpr, DOT: tl.constexpr, GRAD_PRECISION: tl.constexpr,
+    PRECISION: tl.constexpr, DOT: tl.constexpr, GRAD_PRECISION: tl.constexpr,
 ):
     """Gradients along one axis for one whole line (``BLOCK_L >= L`` queries), added to those
     of the axes before (``HAS_PREV``; the ``*_prev`` buffers are float32 and may alias the
@@ -190,8 +190,7 @@ def _backward_kernel(
     i_ok = i < L
     cq = tl.arange(0, BLOCK_CQ)
     cq_ok = cq < CQ
-    if not RELOAD_Q:
-        q = _load(q_ptr, batch, start + i * STEP, i_ok, cq, cq_ok, q_sb, q_sp, q_sc)  # (BLOCK_L, BLOCK_CQ)
+    q = _load(q_ptr, batch, start + i * STEP, i_ok, cq, cq_ok, q_sb, q_sp, q_sc)  # (BLOCK_L, BLOCK_CQ)
     lse = tl.load(lse_ptr + batch * N + start + i * STEP, mask=i_ok, other=0.0)
     delta = tl.load(delta_ptr + batch * N + start + i * STEP, mask=i_ok, other=0.0)
     if HAS_PREV:  # start from the axes before: no second line-sized tile live at the end
@@ -202,8 +201,6 @@ def _backward_kernel(
     for first in range(0, L, BLOCK_N):
         j = first + tl.arange(0, BLOCK_N)
         j_ok = j < L
-        if RELOAD_Q:  # q read again per key block (from L2): fewer registers held across the loop
-            q = _load(q_ptr, batch, start + i * STEP, i_ok, cq, cq_ok, q_sb, q_sp, q_sc)
         k = _load(k_ptr, batch, start + j * STEP, j_ok, cq, cq_ok, k_sb, k_sp, k_sc)  # (BLOCK_N, BLOCK_CQ)
         # E transposed, (BLOCK_N, BLOCK_L): E[i, j] at [j, i]
         energy_t = tl.dot(k.to(DOT), tl.trans(q.to(DOT)), input_precision=PRECISION)
