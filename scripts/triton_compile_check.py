@@ -464,11 +464,13 @@ def main(argv: list[str] | None = None) -> int:
                     seen.add(problem)
                     problems.append(problem)
     problems += [f"int32 wrap: {h}" for h in hazards]
-    command = "python scripts/triton_compile_check.py" + (" --quick" if args.quick else "")
+    command = "python scripts/triton_compile_check.py" + (" --quick" if args.quick else "") + (
+        f" --only '{args.only}'" if args.only else "")
     if args.report:
         args.report.write_text(markdown(rows, archs, hazards, command))
     if args.json:
-        args.json.write_text(json.dumps({"triton": triton.__version__, "archs": archs, "rows": rows,
+        args.json.write_text(json.dumps({"triton": triton.__version__, "archs": archs, "quick": args.quick,
+                                         "only": args.only, "rows": rows,
                                          "hazards": hazards, "problems": problems}, indent=1, default=repr))
     known = sum(1 for r in rows for a in archs if 0 < r["results"][str(a)].get("spill_stores", 0)
                 <= KNOWN_SPILLS.get(r["kernel"], 0))
