@@ -378,7 +378,8 @@ def load_cache(folder: Path, key: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def markdown(rows: list[dict[str, Any]], archs: list[int], hazards: list[str], command: str) -> str:
+def markdown(rows: list[dict[str, Any]], archs: list[int], hazards: list[str], command: str,
+             problems: list[str]) -> str:
     lines = [f"Made by `{command}` (Triton {rows[0]['triton'] if rows else '?'}); per launch: registers / "
              "spill bytes (stores + loads) / shared memory KB, warps x stages, ! after a fallback.", "",
              "| configuration | kernel | grid | " + " | ".join(f"sm_{a}" for a in archs) + " |",
@@ -395,6 +396,7 @@ def markdown(rows: list[dict[str, Any]], archs: list[int], hazards: list[str], c
         lines.append(f"| {row['config']} | {row['kernel']} | {row['grid'][0]} | " + " | ".join(cells) + " |")
     lines += ["", f"int32 wrap-around at the largest batch the launcher accepts: {len(hazards)} found"]
     lines += [f"- {h}" for h in hazards]
+    lines += ["", f"Problems (the check fails on these): {len(problems)}"] + [f"- {p}" for p in problems]
     return "\n".join(lines) + "\n"
 
 
@@ -467,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python scripts/triton_compile_check.py" + (" --quick" if args.quick else "") + (
         f" --only '{args.only}'" if args.only else "")
     if args.report:
-        args.report.write_text(markdown(rows, archs, hazards, command))
+        args.report.write_text(markdown(rows, archs, hazards, command, problems))
     if args.json:
         args.json.write_text(json.dumps({"triton": triton.__version__, "archs": archs, "quick": args.quick,
                                          "only": args.only, "rows": rows,
