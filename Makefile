@@ -17,7 +17,7 @@ DET_VENV := .venv-detection
 DET_PY := $(DET_VENV)/bin/python
 DETECTION_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-detection lint clean venv venv-detection figures device-wheels gpu-check
+.PHONY: demo test test-detection lint clean venv venv-detection figures device-wheels gpu-check triton-compile-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,12 @@ device-wheels: $(VENV)/.installed
 GPU_PYTHON ?= python3
 gpu-check:
 	$(GPU_PYTHON) scripts/gpu_check.py $(if $(OUT),--output "$(OUT)") $(GPU_CHECK_ARGS)
+
+# The Triton kernels compiled for sm_90 and sm_80 without a GPU; the README's table (docs/triton-compile.md).
+# make test runs the --quick set (tests/tools/test_triton_compile_check.py).
+TRITON_COMPILE_ONLY ?= cityscapes-769 8x|camvid|cuda-test 1x64x40
+triton-compile-check: $(VENV)/.installed
+	$(PY) scripts/triton_compile_check.py --only '$(TRITON_COMPILE_ONLY)' --report docs/triton-compile.md --json docs/triton-compile.json
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

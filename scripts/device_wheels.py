@@ -1,8 +1,8 @@
 """``make device-wheels``: the wheels ccnet needs on the GPU machine and does not find there.
 
-The project's GPU machine (an H200) has Python 3.12 with PyTorch, Triton, torchvision,
-onnxruntime, OpenCV, matplotlib, TensorBoard, safetensors, tqdm and PyYAML, but no package
-registry. This script, run where PyPI is reachable, downloads everything else that ccnet (its
+The project's GPU machine (an H200) has Python 3.12 with PyTorch 2.11, Triton 3.6 and about 190
+other packages (:data:`MACHINE_IMAGE`: pytest, hypothesis, scipy, OpenCV, matplotlib, ...), but no
+package registry. This script, run where PyPI is reachable, downloads everything else that ccnet (its
 ``[project] dependencies``) and its CUDA tests (pytest, hypothesis) need, for CPython 3.12 on
 manylinux x86_64, into one folder (``.device-wheels/``, git-ignored) that travels with the working
 tree. ``make gpu-check`` installs it there with ``pip install --no-index --no-deps --target``.
@@ -57,22 +57,43 @@ def marker_environment(python: str = TARGET_PYTHON) -> dict[str, str]:
 
 MARKER_ENVIRONMENT = marker_environment()
 
-# What the GPU machine's Python 3.12 has: the packages we were told about, and the runtime
-# requirements those packages bring with them (installed by pip together with them).
-GPU_MACHINE_HAS: dict[str, str] = {
-    "torch": "given", "triton": "given", "torchvision": "given", "onnxruntime": "given", "matplotlib": "given",
-    "tensorboard": "given", "safetensors": "given", "tqdm": "given", "pyyaml": "given",
-    "opencv-python": "given (OpenCV, cv2)", "opencv-python-headless": "given (OpenCV, cv2)",
-    "pip": "part of the interpreter",
-    **dict.fromkeys(("filelock", "typing-extensions", "sympy", "mpmath", "networkx", "jinja2", "markupsafe", "fsspec",
-                     "setuptools"), "required by torch"),
-    "numpy": "required by torchvision, opencv, matplotlib", "pillow": "required by torchvision, matplotlib",
-    **dict.fromkeys(("contourpy", "cycler", "fonttools", "kiwisolver", "packaging", "pyparsing", "python-dateutil",
-                     "six"), "required by matplotlib"),
-    **dict.fromkeys(("absl-py", "grpcio", "markdown", "protobuf", "tensorboard-data-server", "werkzeug"),
-                    "required by tensorboard"),
-    "flatbuffers": "required by onnxruntime",
-}
+# What the GPU machine's Python 3.12 has: the package list of its image (read on the machine,
+# 2026-11-17), less what is shipped anyway (SHIPPED_ANYWAY: present there in a version nobody
+# checked, with a floor that our wheels need). Anything else is not re-shipped: a second copy
+# earlier on the path would shadow the machine's own build (and its pytest plugins would load
+# into our pytest).
+MACHINE_IMAGE = (
+    "absl-py", "accelerate", "aiofiles", "aiohappyeyeballs", "aiohttp", "aiosignal", "annotated-doc", "anyio",
+    "attrs", "botorch", "build", "certifi", "charset-normalizer", "chex", "click", "cloudpickle", "cmake",
+    "colorama", "contourpy", "coverage", "cuda-bindings", "cuda-core", "cuda-pathfinder", "cuda-toolkit",
+    "cupy-cuda13x", "cycler", "cython", "diffrax", "e3nn", "einops", "equinox", "etils", "execnet", "filelock",
+    "flatbuffers", "flax", "fonttools", "formulaic", "frozenlist", "fsspec", "gpytorch", "grpcio", "h11", "h5py",
+    "hf-xet", "httpcore", "httpx", "huggingface-hub", "humanize", "hypothesis", "idna", "imageio", "iniconfig",
+    "interface-meta", "jax", "jax-cuda13-pjrt", "jax-cuda13-plugin", "jaxlib", "jaxtyping", "jinja2", "joblib",
+    "kiwisolver", "lazy-loader", "lightning", "lightning-utilities", "linear-operator", "lineax", "llvmlite",
+    "lxml", "markdown", "markdown-it-py", "markupsafe", "matplotlib", "mdurl", "meson", "ml-dtypes", "mpi4py",
+    "mpmath", "msgpack", "multidict", "multipledispatch", "mypy-extensions", "nanobind", "narwhals", "networkx",
+    "ninja", "numba", "numba-cuda", "numpy", "numpyro", "nvidia-cublas", "nvidia-cuda-cupti", "nvidia-cuda-nvrtc",
+    "nvidia-cuda-runtime", "nvidia-cudnn-cu13", "nvidia-cufft", "nvidia-cufile", "nvidia-curand",
+    "nvidia-cusolver", "nvidia-cusparse", "nvidia-cusparselt-cu13", "nvidia-ml-py", "nvidia-nccl-cu13",
+    "nvidia-nvjitlink", "nvidia-nvshmem-cu13", "nvidia-nvtx", "onnx", "onnx-ir", "onnxruntime", "onnxscript",
+    "opencv-python-headless", "optax", "opt-einsum", "opt-einsum-fx", "optimistix", "orbax-checkpoint",
+    "packaging", "pandas", "pathspec", "patsy", "peft", "pillow", "pip", "pluggy", "portalocker",
+    "prometheus-client", "propcache", "protobuf", "psutil", "pyarrow", "pybind11", "py-cpuinfo", "pygments",
+    "pyparsing", "pyproject-hooks", "pyre-extensions", "pytest", "pytest-benchmark", "pytest-cov", "pytest-mock",
+    "pytest-timeout", "pytest-xdist", "python-dateutil", "pytorch-lightning", "pyyaml", "regex", "requests",
+    "rich", "sacrebleu", "safetensors", "scikit-build-core", "scikit-image", "scikit-learn", "scipy", "seaborn",
+    "sentencepiece", "sentence-transformers", "setuptools", "shellingham", "simplejson", "six", "sortedcontainers",
+    "statsmodels", "sympy", "tabulate", "tensorboard", "tensorboard-data-server", "tensorstore", "threadpoolctl",
+    "tifffile", "tiktoken", "timm", "tokenizers", "toolz", "torch", "torchaudio", "torchdiffeq", "torch-geometric",
+    "torchmetrics", "torchvision", "tqdm", "transformers", "treescope", "triton", "typer", "typing-extensions",
+    "typing-inspect", "urllib3", "uvloop", "wadler-lindig", "werkzeug", "wheel", "wrapt", "xarray", "xxhash",
+    "yarl", "zipp",
+)
+SHIPPED_ANYWAY = {"typing-extensions": "pydantic (albumentations) needs typing-extensions>=4.14, the machine's "
+                                       "version is unknown"}
+GPU_MACHINE_HAS: dict[str, str] = {name: "in the machine's image" for name in MACHINE_IMAGE
+                                   if name not in SHIPPED_ANYWAY}
 TEST_TOOLS = ("pytest", "hypothesis")  # what the CUDA tests (tests/cuda, tests/conftest.py) import
 # Distributions that install the same module: any one meets a requirement on another.
 SAME_MODULE = ({"opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless"},)
@@ -101,7 +122,7 @@ def roots(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
     import tomllib  # Python 3.11+
 
     dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
-    wanted = [*dependencies, *TEST_TOOLS]
+    wanted = [*dependencies, *TEST_TOOLS, *SHIPPED_ANYWAY]
     return [spec for spec in wanted if normalize(requirement(spec).name) not in GPU_MACHINE_HAS]
 
 

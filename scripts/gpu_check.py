@@ -1,12 +1,17 @@
 """``make gpu-check``: what the project needs to know from a GPU, in one short command.
 
 Runs, in this order, each part in subprocesses with a time limit of its own, each reported
-pass / fail / timeout, none stopping the rest (the whole within ``--budget`` seconds):
+pass / fail / timeout, none stopping the rest (the whole within ``--budget`` seconds, by default
+the sum of the parts' limits, which on CUDA fits one 10-minute command with a minute to spare):
 
   setup          install ``.device-wheels/`` (``make device-wheels``) into the work folder with
                  ``pip install --no-index --no-deps --target`` when ccnet's dependencies are not
                  importable, and check every wheel's requirements against this interpreter
   environment    the ``nvidia-smi`` line; Python, torch, CUDA, cuDNN, NCCL, Triton versions; the GPU
+  compile-check  scripts/triton_compile_check.py for sm_90 on the Triton tests' shapes, 16 compiles
+                 at a time: registers and spills from this machine's Triton, and its cache warmed
+  triton-tests   ``pytest -m cuda`` of the fused Triton kernels' tests, first among the tests and
+                 with a limit that covers a cold compile of every kernel
   cuda-tests     ``pytest -m cuda`` (tests/cuda and every other test marked ``cuda``)
   bench-float32  ``ccnet bench op block`` in float32: the op at 1x512x97x97 and 8x512x97x97 (query/
                  key 64), RCCA (R=2) against non-local at 97x97, 512 channels (the paper's claims)
@@ -17,10 +22,14 @@ pass / fail / timeout, none stopping the rest (the whole within ``--budget`` sec
   evaluate       ``ccnet evaluate`` of that run's checkpoint: the training's own final mIoU again
   torchrun       ``torchrun --nproc_per_node 1`` training: DDP and SyncBatchNorm over NCCL
 
-Results go to ``--output`` (default ``$OUT``, else ``gpu-check-out/``): ``gpu-check.json`` and
-``gpu-check.md`` (rewritten after every part, so a check killed from outside still leaves what it
-had), ``logs/<part>.log``, ``bench/<float32|bfloat16|model>/bench.{json,md,png}``, ``train/`` and
-``torchrun/`` (logs, metrics, prediction strips; checkpoints stay in a temporary work folder).
+Everything is written into a work folder (``--work``, default a temporary one): ``results/``
+holds ``logs/<part>.log``, ``bench/<float32|bfloat16|model>/bench.{json,md,png}``, ``train/`` and
+``torchrun/`` (logs, metrics, prediction strips), ``compile/``; checkpoints stay beside it. Into
+``--output`` (default ``$OUT``, else ``gpu-check-out/``) go three files, within the GPU machine's
+limit of 8 files brought back: ``gpu-check.md``, ``gpu-check.json`` and ``gpu-check-files.tar.gz``
+(``results/``, files over 8 MB left out and listed), all rewritten after every part, so a check
+killed from outside still leaves what it had. pytest runs with ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``:
+the machine's own plugins stay out of the CUDA tests.
 
 ``--device cpu --quick`` runs every part end-to-end at tiny sizes on a CPU: ``make test`` does,
 so the orchestration, the checks and the report are proven before a GPU is seen. The exit status
@@ -40,6 +49,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import traceback
@@ -67,6 +77,12 @@ INJECTED = {
                 "time.sleep(3600)']); print('started', child.pid, flush=True); time.sleep(3600)"),
 }
 INJECTED_TIMEOUT_S = 2.0
+# The GPU machine's limit on one command (README, "On a GPU"): every part's limit together stays a
+# minute under it, for the machine's start and the transfers.
+GPU_COMMAND_SECONDS = 600
+ARCHIVE = "gpu-check-files.tar.gz"
+ARCHIVE_FILE_LIMIT = 8 * 2**20  # the machine brings back files of at most 16 MB
+TRITON_TESTS = "tests/ops/test_criss_cross_triton.py"
 
 
 class PartFailed(Exception):
@@ -167,13 +183,14 @@ class Part:
 class Context:
     """What the parts share: where things go, the mode, and the environment of every command."""
 
-    out: Path
+    out: Path  # the results folder, inside the work folder (archived into ``dest``)
     work: Path
     device: str
     quick: bool
     wheels: Path
     site: Path
     env: dict[str, str]
+    dest: Path | None = None  # where gpu-check.md, gpu-check.json and the archive go ($OUT)
 
     @property
     def cuda(self) -> bool:
@@ -183,7 +200,7 @@ class Context:
 def base_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p)
-    env.update(PYTHONUNBUFFERED="1", MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
+    env.update(PYTHONUNBUFFERED="1", MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     env.pop("OUT", None)  # commands write where they are told, not into $OUT
     return env
 
@@ -336,24 +353,61 @@ def junit_summary(path: Path) -> dict[str, Any]:
     return {**counts, "failed": failed, "skip_reasons": skipped}
 
 
-def part_cuda_tests(ctx: Context) -> Callable[[Runner], dict[str, Any]]:
+def part_tests(ctx: Context, files: Callable[[], list[str]], name: str) -> Callable[[Runner], dict[str, Any]]:
+    """``pytest -m cuda`` of ``files()``, summarised from its JUnit XML."""
+
     def body(run: Runner) -> dict[str, Any]:
-        files = cuda_test_files()
-        if not files:
+        chosen = files()
+        if not chosen:
             raise PartFailed("no test file has a test marked cuda")
-        xml = ctx.out / "logs" / "cuda-tests.xml"
+        xml = ctx.out / "logs" / f"{name}.xml"
         # -v names each test as it starts: after a timeout the log's last line is the test that hung.
         code, output = run([PYTHON, "-m", "pytest", "-m", "cuda", "-v", "--durations=10", "-p", "no:cacheprovider",
-                            f"--junitxml={xml}", *files], check=False)
+                            f"--junitxml={xml}", *chosen], check=False)
         if not xml.is_file():
             raise PartFailed(failure_reason(output, code))
-        summary = {"files": files, **junit_summary(xml)}
+        summary = {"files": chosen, **junit_summary(xml)}
         if code != 0 or summary["failures"] or summary["errors"]:
             first = summary["failed"][0] if summary["failed"] else failure_reason(output, code)
             raise PartFailed(f"{summary['failures'] + summary['errors']} of {summary['tests']} failed; first: {first}")
         if ctx.cuda and summary["passed"] == 0:
             raise PartFailed(f"no CUDA test ran ({summary['skipped']} skipped: {list(summary['skip_reasons'])[:1]})")
         return summary
+
+    return body
+
+
+def part_cuda_tests(ctx: Context) -> Callable[[Runner], dict[str, Any]]:
+    return part_tests(ctx, lambda: [f for f in cuda_test_files() if f != TRITON_TESTS], "cuda-tests")
+
+
+def part_triton_tests(ctx: Context) -> Callable[[Runner], dict[str, Any]]:
+    return part_tests(ctx, lambda: [TRITON_TESTS], "triton-tests")
+
+
+# The Triton tests' configurations (tests/ops/test_criss_cross_triton.py), under PyTorch's default precision.
+COMPILE_CONFIGS = r"^(cuda-test|cityscapes-769 1x).* (float32-highest|float16|bfloat16) "
+
+
+def part_compile_check(ctx: Context) -> Callable[[Runner], dict[str, Any]]:
+    out = ctx.out / "compile"
+    if ctx.quick:
+        selection = ["--only", r"cuda-test 2x5x7x1x30 float16 nchw", "--jobs", "2"]
+    else:
+        selection = ["--only", COMPILE_CONFIGS, "--jobs", "16"]
+
+    def body(run: Runner) -> dict[str, Any]:
+        out.mkdir(parents=True, exist_ok=True)
+        code, _ = run([PYTHON, str(ROOT / "scripts" / "triton_compile_check.py"), "--arch", "90", *selection,
+                            "--cache", str(ctx.work / "compile-cache"), "--report", str(out / "triton-compile.md"),
+                            "--json", str(out / "triton-compile.json")], check=False)
+        report = read_json(out / "triton-compile.json")
+        details = {"triton": report["triton"], "launches": len(report["rows"]), "problems": report["problems"],
+                   "largest_spill_bytes": max((r["results"]["90"].get("spill_stores", 0) for r in report["rows"]),
+                                              default=0)}
+        if code != 0:
+            raise PartFailed(f"{len(report['problems'])} problems, first: {(report['problems'] or ['?'])[0][:240]}")
+        return details
 
     return body
 
@@ -417,9 +471,10 @@ def part_bench(ctx: Context, dtype: str) -> Callable[[Runner], dict[str, Any]]:
             for name, entry in row["ops"].items():
                 if not (finite(entry["forward_ms"]) and finite(entry["forward_backward_ms"])):
                     raise PartFailed(f"{name} at {row['size']} batch {row['batch']}: time is not a finite number")
-            if "relative_error" in row and not (finite(row["relative_error"]) and row["relative_error"] <= limit):
-                raise PartFailed(f"criss_cross_attention at {row['size']} {row['layout']}: relative error "
-                                 f"{row['relative_error']:.2e} against the float64 dense reference (limit {limit})")
+            for key, op in (("relative_error", "criss_cross_attention"), ("triton_relative_error", "backend='triton'")):
+                if key in row and not (finite(row[key]) and row[key] <= limit):
+                    raise PartFailed(f"{op} at {row['size']} {row['layout']}: relative error {row[key]:.2e} against "
+                                     f"the float64 dense reference (limit {limit})")
             goals = op_goals(row)
             if goals is not None:
                 row["goals"] = goals
@@ -558,21 +613,26 @@ def part_torchrun(ctx: Context) -> Callable[[Runner], dict[str, Any]]:
     return body
 
 
-PART_NAMES = ("setup", "environment", "cuda-tests", "bench-float32", "bench-bfloat16", "bench-model", "train",
-              "evaluate", "torchrun")
+PART_NAMES = ("setup", "environment", "compile-check", "triton-tests", "cuda-tests", "bench-float32", "bench-bfloat16",
+              "bench-model", "train", "evaluate", "torchrun")
 
 
 def plan(ctx: Context) -> list[Part]:
     """The parts in order, with their time limits (generous for the CPU dry run on a busy machine)."""
-    seconds = {"setup": 60, "environment": 40, "cuda-tests": 120, "bench-float32": 75, "bench-bfloat16": 60,
-               "bench-model": 80, "train": 75, "evaluate": 30, "torchrun": 45}
+    seconds = {"setup": 30, "environment": 20, "compile-check": 60, "triton-tests": 90, "cuda-tests": 80,
+               "bench-float32": 55, "bench-bfloat16": 45, "bench-model": 55, "train": 45, "evaluate": 20,
+               "torchrun": 30}
+    assert sum(seconds.values()) <= GPU_COMMAND_SECONDS - 60
     if not ctx.cuda:
         seconds = dict.fromkeys(seconds, 180)
     parts = [
         Part("setup", "install the device wheels unless importable; requirement closure", seconds["setup"],
              part_setup(ctx)),
         Part("environment", "nvidia-smi, versions", seconds["environment"], part_environment(ctx)),
-        Part("cuda-tests", "pytest -m cuda", seconds["cuda-tests"], part_cuda_tests(ctx)),
+        Part("compile-check", "Triton kernels compiled for sm_90: registers, spills, shared memory; cache warmed",
+             seconds["compile-check"], part_compile_check(ctx)),
+        Part("triton-tests", f"pytest -m cuda {TRITON_TESTS}", seconds["triton-tests"], part_triton_tests(ctx)),
+        Part("cuda-tests", "pytest -m cuda, the other files", seconds["cuda-tests"], part_cuda_tests(ctx)),
         Part("bench-float32", "ccnet bench op block, float32", seconds["bench-float32"], part_bench(ctx, "float32")),
         Part("bench-bfloat16", "ccnet bench op block, bfloat16", seconds["bench-bfloat16"],
              part_bench(ctx, "bfloat16")),
@@ -644,12 +704,31 @@ def write_summary(summary: dict[str, Any], ctx: Context) -> None:
     summary["seconds"] = round(time.monotonic() - summary["_start"], 1)
     summary["passed"] = sum(p["status"] == "pass" for p in summary["parts"])
     summary["failed"] = [p["name"] for p in summary["parts"] if p["status"] != "pass"]
+    folders = [ctx.out] + ([ctx.dest] if ctx.dest is not None else [])
+    if ctx.dest is not None:
+        summary["archive"] = write_archive(ctx.out, ctx.dest / ARCHIVE)
     data = {k: v for k, v in summary.items() if not k.startswith("_")}
-    for name, text in (("gpu-check.json", json.dumps(data, indent=2, default=str) + "\n"),
-                       ("gpu-check.md", markdown(data))):
-        tmp = ctx.out / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(ctx.out / name)
+    for folder in folders:
+        for name, text in (("gpu-check.json", json.dumps(data, indent=2, default=str) + "\n"),
+                           ("gpu-check.md", markdown(data))):
+            tmp = folder / f".{name}.tmp"
+            tmp.write_text(text)
+            tmp.replace(folder / name)
+
+
+def write_archive(results: Path, path: Path) -> dict[str, Any]:
+    """``results`` as a gzipped tar (written aside, then renamed); files over
+    :data:`ARCHIVE_FILE_LIMIT` are left out and named."""
+    files = sorted(p for p in results.rglob("*") if p.is_file() and not p.name.startswith("."))
+    left_out = [str(p.relative_to(results)) for p in files if p.stat().st_size > ARCHIVE_FILE_LIMIT]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tarfile.open(tmp, "w:gz") as archive:
+        for p in files:
+            if str(p.relative_to(results)) not in left_out:
+                archive.add(p, arcname=str(Path("results") / p.relative_to(results)))
+    tmp.replace(path)
+    return {"file": path.name, "files": len(files) - len(left_out), "bytes": path.stat().st_size,
+            "left_out": left_out}
 
 
 def markdown(summary: dict[str, Any]) -> str:
@@ -660,7 +739,9 @@ def markdown(summary: dict[str, Any]) -> str:
     lines = [f"# make gpu-check: {title}", "",
              f"{summary['started']}, {summary['seconds']:.0f} s of a {summary['budget_s']:.0f} s budget, device "
              f"`{summary['device']}`{' (quick: tiny sizes)' if summary['quick'] else ''}; "
-             f"{summary['passed']} of {len(summary['parts'])} parts passed.", ""]
+             f"{summary['passed']} of {len(summary['parts'])} parts passed."
+             + (f" Logs and results: `{summary['archive']['file']}` ({summary['archive']['files']} files)."
+                if "archive" in summary else ""), ""]
     if env:
         lines += [f"- nvidia-smi: `{env.get('nvidia_smi', '-')}`",
                   "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "gpu"), ""]
@@ -677,7 +758,12 @@ def _part_markdown(part: dict[str, Any]) -> list[str]:
     details = part.get("details") or {}
     lines = ["", f"## {part['name']}: {part['status']}", ""]
     name = part["name"]
-    if name == "cuda-tests" and details:
+    if name == "compile-check" and details:
+        lines.append(f"Triton {details['triton']}: {details['launches']} launches compiled for sm_90, largest spill "
+                     f"{details['largest_spill_bytes']} B; {len(details['problems'])} problems "
+                     "(table: results/compile/triton-compile.md in the archive)")
+        lines += [f"- {p}" for p in details["problems"][:10]]
+    if name in ("triton-tests", "cuda-tests") and details:
         lines.append(f"{details['passed']} passed, {details['failures'] + details['errors']} failed, "
                      f"{details['skipped']} skipped ({', '.join(details['files'])})")
         lines += [f"- skipped {n}: {reason}" for reason, n in details["skip_reasons"].items()]
@@ -731,8 +817,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="results folder (default: $OUT, else gpu-check-out/)")
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu for a dry run")
     parser.add_argument("--quick", action="store_true", help="tiny sizes everywhere: a dry run of every part")
-    parser.add_argument("--budget", type=float, help="seconds for all parts together (default: 270 on CUDA, 600 "
-                                                     "otherwise); a part that would not get 5 s is skipped")
+    parser.add_argument("--budget", type=float, help="seconds for all parts together (default: the sum of the "
+                                                     "parts' limits); a part that would not get 5 s is skipped")
     parser.add_argument("--only", help="comma-separated part names to run (default: all, in order)")
     parser.add_argument("--inject", action="append", default=[], metavar="PART=KIND",
                         help=f"make PART fail on purpose: {', '.join(INJECTED)} (proves the failure handling)")
@@ -754,17 +840,19 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = args.work.resolve() if args.work else Path(tempfile.mkdtemp(prefix="ccnet-gpu-check-"))
     site = args.site.resolve() if args.site else work / "site"
-    ctx = Context(out=out, work=work, device=args.device, quick=args.quick, wheels=args.wheels.resolve(), site=site,
-                  env=base_env())
+    results = work / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    ctx = Context(out=results, work=work, device=args.device, quick=args.quick, wheels=args.wheels.resolve(),
+                  site=site, env=base_env(), dest=out)
     if not ctx.cuda:  # a CPU dry run shares its cores: one thread each, no OpenMP spin-waits against the load
         ctx.env.setdefault("OMP_NUM_THREADS", "1")
     parts = [injected(p, injections[p.name]) if p.name in injections else p for p in plan(ctx) if p.name in wanted]
-    budget = args.budget if args.budget is not None else (270.0 if ctx.cuda else 600.0)
+    budget = args.budget if args.budget is not None else sum(p.timeout for p in parts)
     summary: dict[str, Any] = {"started": datetime.datetime.now().isoformat(timespec="seconds"), "device": args.device,
                                "quick": args.quick, "budget_s": budget, "output": str(out), "parts": [],
                                "_start": time.monotonic()}
     print(f"gpu-check: {len(parts)} parts on {args.device}{' (quick)' if args.quick else ''}, budget {budget:.0f} s, "
-          f"results in {out}", flush=True)
+          f"work folder {work}, results in {out}", flush=True)
     try:
         run_parts(parts, ctx, budget, summary)
     finally:

@@ -61,7 +61,7 @@ def test_kernels_under_the_interpreter():
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    monkeypatch.setattr(criss_cross_triton, "MAX_BLOCKS", {"m": 16, "n": 16, "c": 16, "backward_c": 16})
+    monkeypatch.setattr(criss_cross_triton, "MAX_BLOCKS", {"m": 16, "n": 16, "c": 16, "cq": 16, "backward_c": 16})
 
 
 def _inputs(batch, qk, channels, *spatial, dtype=torch.float32, device="cpu", seed=0):
@@ -120,8 +120,8 @@ def test_half_precision_matches_the_dense_reference(dtype):
 
 @interpreted
 def test_lines_and_channels_spanning_several_blocks(small_blocks):
-    # Rows of 37 (three query and key blocks), 20 query/key channels (padded to 32), 24 value
-    # channels (two forward blocks, two backward chunks).
+    # Rows of 37 (three query and key blocks), 20 query/key channels (two forward chunks, padded to
+    # 32 in the backward), 24 value channels (two forward blocks, two backward chunks).
     _check_against_reference(*_inputs(1, 20, 24, 3, 37))
 
 
@@ -198,6 +198,35 @@ def test_lines_too_long_for_the_backward_are_refused_up_front(monkeypatch):
     with torch.no_grad():  # the forward has no such limit
         torch.testing.assert_close(criss_cross_attention(*inputs, backend="triton"),
                                    criss_cross_attention(*inputs, backend="function"), rtol=1e-5, atol=1e-5)
+
+
+@interpreted
+def test_backward_tiles_beyond_shared_memory_are_refused_up_front(monkeypatch):
+    monkeypatch.setattr(criss_cross_triton, "BACKWARD_TILE", 16 * 16)  # lines of 5 (padded to 16): 16 channels
+    inputs, _ = _inputs(1, 17, 3, 2, 5)
+    with pytest.raises(ValueError, match=r"lines of 5 positions with at most 16 query/key channels, got 17"):
+        criss_cross_attention(*inputs, backend="triton")
+    _check_against_reference(*_inputs(1, 16, 3, 2, 5))  # 16 channels pass
+
+
+@interpreted
+def test_grids_beyond_cuda_limit_are_refused(monkeypatch):
+    monkeypatch.setattr(criss_cross_triton, "MAX_PROGRAMS", 3)  # (1, C, 3, 4): 4 columns, one program each
+    inputs, _ = _inputs(1, 2, 3, 3, 4)
+    refused = r"at most 3 programs, input of shape \(1, 3, 3, 4\) needs 4;"
+    with torch.no_grad(), pytest.raises(ValueError, match=refused):
+        criss_cross_attention(*inputs, backend="triton")
+
+
+@pytest.mark.parametrize(("spatial", "qk", "refused"), [
+    ((97, 97), 64, None), ((97, 97), 128, None), ((128, 200), 64, None), ((256, 3), 64, None),
+    ((97, 200), 128, "lines of 200 positions with at most 64 query/key channels, got 128"),
+    ((97, 97), 256, "lines of 97 positions with at most 128 query/key channels, got 256"),
+    ((8, 97, 97), 65, None), ((300, 2), 8, "lines of at most 256 positions"),
+])
+def test_backward_limit_names_the_sizes(spatial, qk, refused):
+    got = criss_cross_triton.backward_limit(torch.Size(spatial), qk)
+    assert (got is None) if refused is None else (refused in got), got
 
 
 @pytest.mark.skipif(INTERPRETING, reason="the interpreter runs CPU tensors")

@@ -6,14 +6,15 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 import gpu_check
 import pytest
 
-PARTS = ["setup", "environment", "cuda-tests", "bench-float32", "bench-bfloat16", "bench-model", "train", "evaluate",
-         "torchrun"]
+PARTS = ["setup", "environment", "compile-check", "triton-tests", "cuda-tests", "bench-float32", "bench-bfloat16",
+         "bench-model", "train", "evaluate", "torchrun"]
 
 
 def _summary(out: Path) -> dict:
@@ -22,17 +23,34 @@ def _summary(out: Path) -> dict:
 
 @pytest.mark.slow
 def test_dry_run_passes_every_part_and_reports(tmp_path, capsys):
-    out, work = tmp_path / "out", tmp_path / "work"
-    assert gpu_check.main(["--device", "cpu", "--quick", "--output", str(out), "--work", str(work)]) == 0
-    summary = _summary(out)
+    dest, work = tmp_path / "out", tmp_path / "work"
+    assert gpu_check.main(["--device", "cpu", "--quick", "--output", str(dest), "--work", str(work)]) == 0
+    summary = _summary(dest)
     parts = {p["name"]: p for p in summary["parts"]}
     assert list(parts) == PARTS and all(p["status"] == "pass" for p in parts.values()), [
         (p["name"], p.get("reason")) for p in summary["parts"] if p["status"] != "pass"]
-    assert all((out / p["log"]).is_file() for p in parts.values())
-    # The CUDA tests were collected and skipped with their reason (no GPU here).
+    # $OUT: three files (the GPU machine brings back at most 8, two folders deep); the rest archived.
+    assert sorted(p.name for p in dest.iterdir()) == ["gpu-check-files.tar.gz", "gpu-check.json", "gpu-check.md"]
+    with tarfile.open(dest / "gpu-check-files.tar.gz") as archive:
+        members = set(archive.getnames())
+    assert {f"results/{p['log']}" for p in parts.values()} <= members
+    assert {"results/bench/float32/bench.json", "results/compile/triton-compile.md",
+            "results/train/log.jsonl"} <= members
+    assert summary["archive"]["files"] == len(members) and summary["archive"]["left_out"] == []
+    # The budget covers every part's limit, and on CUDA that fits one 10-minute command.
+    assert summary["budget_s"] == sum(p["timeout_s"] for p in parts.values())
+    cuda = gpu_check.plan(gpu_check.Context(out=tmp_path, work=tmp_path, device="cuda", quick=False, wheels=tmp_path,
+                                            site=tmp_path, env={}))
+    assert sum(p.timeout for p in cuda) <= gpu_check.GPU_COMMAND_SECONDS - 60
+    assert [p.name for p in cuda].index("triton-tests") < [p.name for p in cuda].index("cuda-tests")
+    out = work / "results"
+    assert parts["compile-check"]["details"]["problems"] == []
+    # The CUDA tests were collected and skipped with their reason (no GPU here); the Triton tests first.
     tests = parts["cuda-tests"]["details"]
     assert tests["passed"] == 0 and tests["skipped"] > 20
     assert all("needs a CUDA GPU" in reason for reason in tests["skip_reasons"])
+    assert parts["triton-tests"]["details"]["files"] == [gpu_check.TRITON_TESTS]
+    assert gpu_check.TRITON_TESTS not in tests["files"]
     # The benchmarks' files, the paper's claims, the model variants.
     for dtype in ("float32", "bfloat16"):
         bench = parts[f"bench-{dtype}"]["details"]
@@ -46,7 +64,7 @@ def test_dry_run_passes_every_part_and_reports(tmp_path, capsys):
     assert parts["evaluate"]["details"]["miou"] == pytest.approx(train["miou"], abs=0.01)
     assert "(gloo)" in parts["torchrun"]["details"]["banner"]
     markdown = (out / "gpu-check.md").read_text()
-    assert "9 of 9 parts passed" in markdown and "RCCA (R=2) against one non-local block" in markdown
+    assert "11 of 11 parts passed" in markdown and "RCCA (R=2) against one non-local block" in markdown
     assert "| torchrun | torchrun --nproc_per_node 1" in markdown
     assert "no `triton` candidate" in markdown
     capsys.readouterr()
@@ -86,7 +104,7 @@ def test_failures_are_reported_and_the_rest_still_runs(tmp_path, capsys):
     assert parts["evaluate"]["reason"] == "no checkpoint to evaluate: the train part did not finish"
     assert parts["torchrun"]["reason"].startswith("still running after 2 s")
     # The timed-out command's own children went with it.
-    started = re.search(r"started (\d+)", (out / "logs" / "torchrun.log").read_text())
+    started = re.search(r"started (\d+)", (tmp_path / "work" / "results" / "logs" / "torchrun.log").read_text())
     assert started and not _alive(int(started.group(1)))
     markdown = (out / "gpu-check.md").read_text()
     assert "1 of 6 parts passed" in markdown and "| train | default job" in markdown

@@ -185,14 +185,58 @@ def _buffer(like: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.empty_strided(like.shape, like.stride(), dtype=dtype, device=like.device)
 
 
-# The backward holds a whole line in one program; longer lines would not fit a GPU's shared
-# memory (checked before the forward runs, so the error comes before any work is lost).
+# The backward holds a whole line of q and dq in one program: longer lines, or lines times
+# query/key channels beyond BACKWARD_TILE (elements of the padded BLOCK_L x BLOCK_CQ tile), would
+# not fit a GPU's shared memory (checked before the forward runs, so the error comes before any
+# work is lost). The forward takes any channel count (query/key channels in chunks).
 MAX_BACKWARD_LINE = 256
+BACKWARD_TILE = 128 * 128
+# CUDA's limit on the first grid dimension (every launch is a one-dimensional grid).
+MAX_PROGRAMS = 2**31 - 1
 # Largest blocks (powers of two, at least 16). Forward: BLOCK_M queries x BLOCK_C value channels
-# per program, keys BLOCK_N at a time. Backward: a whole line of queries per program, keys
-# BLOCK_N at a time, value channels BLOCK_C at a time (BACKWARD_C). Tests lower them to 16 to
-# run several blocks per line on small inputs.
-MAX_BLOCKS = {"m": 64, "n": 32, "c": 256, "backward_c": 64}
+# per program, keys BLOCK_N at a time, query/key channels BLOCK_CQ at a time (cq). Backward: a
+# whole line of queries per program, keys BLOCK_N at a time, value channels BLOCK_C at a time
+# (backward_c). Tests lower them to 16 to run several blocks per line on small inputs; the table
+# below lowers them further where the compiled kernels would spill registers.
+MAX_BLOCKS = {"m": 64, "n": 32, "c": 256, "cq": 64, "backward_c": 64}
+# Per (dtype, precision): the forward's largest BLOCK_M x BLOCK_C and its warps, the backward's
+# key block (lines of 65-128 positions), value-channel block and warps (lines of 128 or more):
+# the forward's compile without register spills for sm_80 and sm_90; the backward's are the
+# smallest spills found (it holds a whole line of q and dq; scripts/triton_compile_check.py
+# compiles every configuration the model and the benchmarks launch and reports them). "ieee":
+# float32 products in full precision (FMA, no tensor cores: the most registers per product).
+TILES = {
+    "ieee": {"forward_mc": 64 * 64, "forward_warps": 8, "backward_n": 16, "backward_c": 16, "backward_warps": 8},
+    "tf32": {"forward_mc": 64 * 128, "forward_warps": 8, "backward_n": 16, "backward_c": 64, "backward_warps": 8},
+    "half": {"forward_mc": 64 * 128, "forward_warps": 8, "backward_n": 16, "backward_c": 64, "backward_warps": 8},
+}
+
+
+def _tiles(dtype: torch.dtype) -> dict[str, int]:
+    """The row of :data:`TILES` for inputs of ``dtype`` under PyTorch's matmul precision."""
+    if dtype != torch.float32:
+        return TILES["half"]
+    return TILES["ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"]
+
+
+def backward_limit(spatial: torch.Size, qk_channels: int) -> str | None:
+    """Why the backward cannot run at these sizes (one line), or None."""
+    longest = max(spatial[axis] for axis in _axes(spatial))
+    if longest > MAX_BACKWARD_LINE:
+        return (f"backend='triton' differentiates lines of at most {MAX_BACKWARD_LINE} positions, got spatial size "
+                f"{tuple(spatial)}; use backend='function' for this input")
+    most = BACKWARD_TILE // _pow2(longest)
+    if _pow2(qk_channels) > most:
+        return (f"backend='triton' differentiates lines of {longest} positions with at most {most} query/key "
+                f"channels, got {qk_channels}; use backend='function' for this input")
+    return None
+
+
+def _check_programs(programs: int, shape: torch.Size) -> int:
+    if programs > MAX_PROGRAMS:
+        raise ValueError(f"backend='triton' launches at most {MAX_PROGRAMS} programs, input of shape {tuple(shape)} "
+                         f"needs {programs}; use backend='function' for this input")
+    return programs
 
 
 def _launch(kernel, grid: tuple[int, ...], *args: object, **options: object) -> None:
@@ -219,22 +263,26 @@ def triton_forward(query: Tensor, key: Tensor, value: Tensor, interpret: bool) -
     # The log-sum-exp of the axes so far: read from one buffer, written to the other (programs of
     # other channel blocks may still be reading the old value).
     lse = [torch.empty((batch, *spatial), dtype=torch.float32, device=v.device) for _ in range(2)]
-    block_cq = _pow2(qk_channels)
-    block_c = min(MAX_BLOCKS["c"], _pow2(channels))
+    block_cq = min(MAX_BLOCKS["cq"], _pow2(qk_channels))
+    tiles = _tiles(v.dtype)
     with _launch_scope(v):
         for n, axis in enumerate(axes):
             length, step = _line(torch.Size(spatial), axis)
             block_m = min(MAX_BLOCKS["m"], _pow2(length))
             block_n = min(MAX_BLOCKS["n"], _pow2(length))
+            block_c = min(MAX_BLOCKS["c"], _pow2(channels), max(16, tiles["forward_mc"] // block_m))
             last = n == len(axes) - 1
-            programs = batch * positions // length * _cdiv(length, block_m) * _cdiv(channels, block_c)
+            programs = _check_programs(batch * positions // length * _cdiv(length, block_m) * _cdiv(channels, block_c),
+                                       v.shape)
             _launch(kernels._forward_kernel, (programs,),
                     q, k, v, partial, out if last else partial, lse[(n + 1) % 2], lse[n % 2],
                     *q_s, *k_s, *v_s, *_flat_strides(out),
                     positions, length, step, qk_channels, channels,
                     MASK_CENTRE=axis != len(spatial) - 1, HAS_PREV=n > 0,
                     BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_CQ=block_cq, BLOCK_C=block_c,
-                    num_warps=4 if block_m * block_c <= 4096 else 8, **_dot_options(v.dtype, interpret))
+                    CQ_CHUNKS=_cdiv(qk_channels, block_cq),
+                    num_warps=4 if block_m * block_c < tiles["forward_mc"] else tiles["forward_warps"],
+                    **_dot_options(v.dtype, interpret))
     return out, lse[(len(axes) - 1) % 2]
 
 
@@ -251,24 +299,26 @@ def triton_backward(grad_out: Tensor, query: Tensor, key: Tensor, value: Tensor,
     grad_s = [s for t in grads for s in _flat_strides(t)]
     delta = torch.empty((batch, *spatial), dtype=torch.float32, device=v.device)
     block_cq = _pow2(qk_channels)
+    tiles = _tiles(v.dtype)
     with _launch_scope(v):
-        block_p, block_c = 64, min(64, _pow2(channels))
-        _launch(kernels._delta_kernel, (_cdiv(batch * positions, block_p),),
+        block_p, block_c = 64, min(32, _pow2(channels))
+        _launch(kernels._delta_kernel, (_check_programs(_cdiv(batch * positions, block_p), v.shape),),
                 o, g, delta, *o_s, *g_s, positions, batch * positions, channels, BLOCK_P=block_p, BLOCK_C=block_c)
         for n, axis in enumerate(axes):
             length, step = _line(torch.Size(spatial), axis)
             block_l = _pow2(length)  # the whole line
-            block_n = min(MAX_BLOCKS["n"] if block_l <= 128 else 16, block_l)
-            block_c = min(MAX_BLOCKS["backward_c"] if block_l <= 128 else 32, _pow2(channels))
+            block_n = min(MAX_BLOCKS["n"] if block_l <= 64 else tiles["backward_n"] if block_l <= 128 else 16, block_l)
+            block_c = min(MAX_BLOCKS["backward_c"], tiles["backward_c"] if block_l <= 128 else 32, _pow2(channels))
             targets = grads if n == len(axes) - 1 else partials
-            _launch(kernels._backward_kernel, (batch * positions // length,),
+            _launch(kernels._backward_kernel, (_check_programs(batch * positions // length, v.shape),),
                     q, k, v, g, lse, delta,
                     partials[0], targets[0], partials[1], targets[1], partials[2], targets[2],
                     *q_s, *k_s, *v_s, *g_s, *grad_s,
                     positions, length, step, qk_channels, channels,
                     MASK_CENTRE=axis != len(spatial) - 1, HAS_PREV=n > 0,
                     BLOCK_L=block_l, BLOCK_N=block_n, BLOCK_CQ=block_cq, BLOCK_C=block_c,
-                    num_warps=8 if block_l >= 128 else 4, **_dot_options(v.dtype, interpret, grads=True))
+                    num_warps=tiles["backward_warps"] if block_l >= 128 else 4,
+                    **_dot_options(v.dtype, interpret, grads=True))
     return tuple(grads)
 
 
@@ -295,15 +345,13 @@ class TritonCrissCrossFunction(torch.autograd.Function):
 def criss_cross_triton(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
     """Criss-cross attention over every spatial axis of ``(B, C, *spatial)`` tensors with the
     Triton kernels (inputs already checked by :mod:`ccnet.ops.criss_cross`). Raises a one-line
-    error when Triton is missing, for other dtypes, for CPU tensors without the interpreter, and
-    for gradients of lines longer than :data:`MAX_BACKWARD_LINE`."""
+    error when Triton is missing, for other dtypes, for CPU tensors without the interpreter, for
+    gradients at sizes :func:`backward_limit` refuses and for grids beyond CUDA's limit."""
     interpret = _check_usable(value)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)):
-        spatial = value.shape[2:]
-        longest = max(spatial[axis] for axis in _axes(spatial))
-        if longest > MAX_BACKWARD_LINE:
-            raise ValueError(f"backend='triton' differentiates lines of at most {MAX_BACKWARD_LINE} positions, got "
-                             f"spatial size {tuple(spatial)}; use backend='function' for this input")
+        refusal = backward_limit(value.shape[2:], query.shape[1])
+        if refusal is not None:
+            raise ValueError(refusal)
         return TritonCrissCrossFunction.apply(query, key, value, interpret)
     out, _ = triton_forward(query, key, value, interpret)
     return out

@@ -55,12 +55,13 @@ def _forward_kernel(
     N, L, STEP, CQ, C,
     MASK_CENTRE: tl.constexpr, HAS_PREV: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_CQ: tl.constexpr, BLOCK_C: tl.constexpr,
-    PRECISION: tl.constexpr, DOT: tl.constexpr,
+    CQ_CHUNKS: tl.constexpr, PRECISION: tl.constexpr, DOT: tl.constexpr,
 ):
     """Attention along one axis for ``BLOCK_M`` positions of one line and ``BLOCK_C`` value
     channels, merged with the axes done before through the log-sum-exp.
 
-    Online softmax over the line's keys in blocks of ``BLOCK_N`` (``MASK_CENTRE``: the position
+    Online softmax over the line's keys in blocks of ``BLOCK_N``, the energies over the query/key
+    channels in ``CQ_CHUNKS`` tiles of ``BLOCK_CQ`` (one: q is loaded once) (``MASK_CENTRE``: the position
     itself is left out, it is counted on the last axis). With ``o_a, lse_a`` this axis's
     normalised output and log-sum-exp and ``o_prev, lse_prev`` those of the axes before
     (``HAS_PREV``): ``lse = logaddexp(lse_prev, lse_a)``,
@@ -77,10 +78,10 @@ def _forward_kernel(
     i = block_m * BLOCK_M + tl.arange(0, BLOCK_M)  # query indices on the line
     i_ok = i < L
     cq = tl.arange(0, BLOCK_CQ)
-    cq_ok = cq < CQ
     c = block_c * BLOCK_C + tl.arange(0, BLOCK_C)
     c_ok = c < C
-    q = _load(q_ptr, batch, start + i * STEP, i_ok, cq, cq_ok, q_sb, q_sp, q_sc)
+    if CQ_CHUNKS == 1:  # the queries' channels in one tile, loaded once
+        q = _load(q_ptr, batch, start + i * STEP, i_ok, cq, cq < CQ, q_sb, q_sp, q_sc)
 
     m = tl.full([BLOCK_M], float("-inf"), tl.float32)
     total = tl.zeros([BLOCK_M], tl.float32)
@@ -88,8 +89,16 @@ def _forward_kernel(
     for first in range(0, L, BLOCK_N):
         j = first + tl.arange(0, BLOCK_N)
         j_ok = j < L
-        k = _load(k_ptr, batch, start + j * STEP, j_ok, cq, cq_ok, k_sb, k_sp, k_sc)
-        energy = tl.dot(q.to(DOT), tl.trans(k.to(DOT)), input_precision=PRECISION)  # (BLOCK_M, BLOCK_N), float32
+        if CQ_CHUNKS == 1:
+            k = _load(k_ptr, batch, start + j * STEP, j_ok, cq, cq < CQ, k_sb, k_sp, k_sc)
+            energy = tl.dot(q.to(DOT), tl.trans(k.to(DOT)), input_precision=PRECISION)  # (BLOCK_M, BLOCK_N), float32
+        else:  # more query/key channels than one tile: the energies summed over chunks of them
+            energy = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+            for cq_first in range(0, CQ, BLOCK_CQ):
+                chunk = cq_first + cq
+                q = _load(q_ptr, batch, start + i * STEP, i_ok, chunk, chunk < CQ, q_sb, q_sp, q_sc)
+                k = _load(k_ptr, batch, start + j * STEP, j_ok, chunk, chunk < CQ, k_sb, k_sp, k_sc)
+                energy += tl.dot(q.to(DOT), tl.trans(k.to(DOT)), input_precision=PRECISION)
         keep = j_ok[None, :]
         if MASK_CENTRE:
             keep = keep & (i[:, None] != j[None, :])
@@ -127,10 +136,11 @@ def _delta_kernel(
 ):
     """``delta[b, p] = sum_c dO[b, p, c] * O[b, p, c]`` in float32: each position's
     ``sum_j A_ij dA_ij`` over its whole criss-cross path (flash-attention's D)."""
-    g = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    # int64 before the product: B * N may exceed 2**31 (int32 would wrap and store before delta)
+    g = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
     ok = g < TOTAL
-    batch = (g // N).to(tl.int64)
-    pos = (g % N).to(tl.int64)
+    batch = g // N
+    pos = g % N
     acc = tl.zeros([BLOCK_P], tl.float32)
     for first in range(0, C, BLOCK_C):
         c = (first + tl.arange(0, BLOCK_C)).to(tl.int64)
@@ -183,7 +193,10 @@ def _backward_kernel(
     q = _load(q_ptr, batch, start + i * STEP, i_ok, cq, cq_ok, q_sb, q_sp, q_sc)  # (BLOCK_L, BLOCK_CQ)
     lse = tl.load(lse_ptr + batch * N + start + i * STEP, mask=i_ok, other=0.0)
     delta = tl.load(delta_ptr + batch * N + start + i * STEP, mask=i_ok, other=0.0)
-    dq = tl.zeros([BLOCK_L, BLOCK_CQ], tl.float32)
+    if HAS_PREV:  # start from the axes before: no second line-sized tile live at the end
+        dq = _load(dq_prev_ptr, batch, start + i * STEP, i_ok, cq, cq_ok, dq_sb, dq_sp, dq_sc)
+    else:
+        dq = tl.zeros([BLOCK_L, BLOCK_CQ], tl.float32)
 
     for first in range(0, L, BLOCK_N):
         j = first + tl.arange(0, BLOCK_N)
@@ -212,4 +225,4 @@ def _backward_kernel(
         _accumulate(dk_prev_ptr, dk_ptr, dk, batch, start + j * STEP, j_ok, cq, cq_ok, dk_sb, dk_sp, dk_sc, HAS_PREV)
         dq += tl.dot(tl.trans(grad_energy_t), k.to(tl.float32), input_precision=GRAD_PRECISION)
 
-    _accumulate(dq_prev_ptr, dq_ptr, dq, batch, start + i * STEP, i_ok, cq, cq_ok, dq_sb, dq_sp, dq_sc, HAS_PREV)
+    _accumulate(dq_prev_ptr, dq_ptr, dq, batch, start + i * STEP, i_ok, cq, cq_ok, dq_sb, dq_sp, dq_sc, False)
