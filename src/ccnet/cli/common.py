@@ -3,11 +3,31 @@ and turning an exception into the one-line message the user sees."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+
+
+def check_output(path: str | Path, want: Literal["folder", "file"], option: str = "--output") -> Path:
+    """Refuse, before any work is done, an output path the command could not write: a file (or a
+    path inside a file) where a folder is wanted, a folder where a file is wanted, a place that
+    is not writable. One line naming the path and ``option``; returns the path."""
+    path = Path(path)
+    if want == "folder" and path.exists() and not path.is_dir():
+        raise FileExistsError(f"{option} {path}: is a file, not a folder; give a folder (created if missing)")
+    if want == "file" and path.is_dir():
+        raise IsADirectoryError(f"{option} {path}: is a folder; give a file name")
+    ancestor = path.absolute() if want == "folder" and path.exists() else path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NotADirectoryError(f"{option} {path}: {ancestor} is a file, so nothing can be written under it")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(f"{option} {path}: {ancestor} is not writable")
+    return path
 
 
 def split_config_and_overrides(items: Sequence[str]) -> tuple[str | None, list[str]]:
