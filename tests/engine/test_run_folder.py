@@ -92,7 +92,7 @@ def test_resume_refuses_other_data_settings(finished, tmp_path, override, key):
 
 def test_resume_refuses_another_runs_checkpoint_past_the_schedule(finished, tmp_path):
     checkpoint = finished / "checkpoints" / "latest.pt"
-    with pytest.raises(ConfigError, match="checkpoint is at iteration 2, beyond this run's optim.iterations=1"):
+    with pytest.raises(ConfigError, match=r"checkpoint is at iteration 2, beyond this run's optim\.iterations=1"):
         Trainer(_tiny("optim.iterations=1"), output_dir=tmp_path / "short", resume=checkpoint, progress=False).fit()
     # Nor may another run's checkpoint be continued inside a folder that holds a run.
     with pytest.raises(FileExistsError, match="holds another run"):

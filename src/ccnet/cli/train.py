@@ -48,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="continue from a checkpoint, or 'auto' for <output>/checkpoints/latest.pt if present "
                              "(without it, an --output that holds a run is refused)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="--output holds a run: delete its files (checkpoints, logs, metrics, model) and start over")
+                        help="--output holds a run: delete its files (checkpoints, logs, metrics, model), start over")
     parser.add_argument("--stop-after", type=int, metavar="N",
                         help="stop after iteration N with a checkpoint (split a long run into time-limited jobs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs still written)")

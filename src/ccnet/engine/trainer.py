@@ -607,14 +607,20 @@ class Trainer:
         return metrics
 
     def _save_model(self) -> None:
-        """The trained model in ccnet's own format (safetensors + config.json with class names)."""
+        """The trained model in ccnet's own format (safetensors + config.json with class names,
+        the dataset and, for video, the clip length and attention mode inference uses)."""
         if self.ctx.is_main:
+            config = self.config
+            inference: dict[str, Any] = {"dataset": config.data.dataset}
+            if config.is_video:
+                inference.update(clip_length=config.video.clip_length, attention=config.video.attention)
             self.model.save_pretrained(
                 self.output_dir / "model",
                 class_names=self.info.class_names,
                 palette=self.info.palette,
-                mean=self.config.data.mean,
-                std=self.config.data.std,
+                mean=config.data.mean,
+                std=config.data.std,
+                inference=inference,
             )
 
     def _visualize(self) -> None:
