@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from ccnet.cli.common import check_output
+
 
 def run(args: argparse.Namespace) -> int:
     """Measure the attention op, the attention block and the whole model; print Markdown tables."""
@@ -19,6 +21,8 @@ def run(args: argparse.Namespace) -> int:
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
     for name in args.sizes:
         attention.feature_size(name)  # unknown names fail before anything is measured
+    if args.output:
+        check_output(args.output, "folder")
     device = _device(args.device)
     parts = {"op", "block", "clip", "model"} if "all" in args.parts else set(args.parts)
     results: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,

@@ -3,11 +3,31 @@ and turning an exception into the one-line message the user sees."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+
+
+def check_output(path: str | Path, want: Literal["folder", "file"], option: str = "--output") -> Path:
+    """Refuse, before any work is done, an output path the command could not write: a file (or a
+    path inside a file) where a folder is wanted, a folder where a file is wanted, a place that
+    is not writable. One line naming the path and ``option``; returns the path."""
+    path = Path(path)
+    if want == "folder" and path.exists() and not path.is_dir():
+        raise FileExistsError(f"{option} {path}: is a file, not a folder; give a folder (created if missing)")
+    if want == "file" and path.is_dir():
+        raise IsADirectoryError(f"{option} {path}: is a folder; give a file name")
+    ancestor = path.absolute() if want == "folder" and path.exists() else path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NotADirectoryError(f"{option} {path}: {ancestor} is a file, so nothing can be written under it")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(f"{option} {path}: {ancestor} is not writable")
+    return path
 
 
 def split_config_and_overrides(items: Sequence[str]) -> tuple[str | None, list[str]]:
@@ -94,13 +114,34 @@ def for_inference(model: torch.nn.Module, config: Any) -> torch.nn.Module:
 
 
 def model_from_folder(path: str, items: Sequence[str]):
-    """A saved ccnet model folder: its own model settings; data and eval settings from the
-    command line (defaults otherwise)."""
+    """A saved ccnet model folder: its own model settings, and what it records for inference
+    (``inference`` in its config.json: a video model's ``video.clip_length`` and
+    ``video.attention``, unless given as overrides; the ``data.dataset`` it was trained on,
+    unless the command line gives a config file or ``data.dataset``); other data and eval
+    settings from the command line (defaults otherwise)."""
+    from ccnet.config import ConfigError, load_config
     from ccnet.data.info import DatasetInfo
     from ccnet.interop import load_pretrained
+    from ccnet.models import CCNet3D
 
     model = load_pretrained(path)
-    config = config_from_items(items)
+    config_path, overrides = split_config_and_overrides(items)
+    given = {item.split("=", 1)[0].strip() for item in overrides}
+    recorded = getattr(model, "inference", None) or {}
+    defaults = []
+    if config_path is None and "data.dataset" not in given and recorded.get("dataset"):
+        defaults.append(f"data.dataset={recorded['dataset']}")
+    if isinstance(model, CCNet3D):
+        if "video.clip_length" not in given and recorded.get("clip_length"):
+            defaults.append(f"video.clip_length={recorded['clip_length']}")
+        if "video.attention" not in given:
+            defaults.append(f"video.attention={'3d' if model.temporal else '2d'}")
+    config = load_config(config_path, [*defaults, *overrides])
+    if isinstance(model, CCNet3D):
+        if config.video.attention not in ("3d", "2d"):
+            raise ConfigError(f"config key 'video.attention' must be '3d' or '2d', got {config.video.attention!r}")
+        model.temporal = config.video.attention == "3d"  # the same weights either way
+        model.config["temporal"] = model.temporal
     config.model.align_corners = model.align_corners
     if getattr(model, "mean", None) is not None:
         config.data.mean, config.data.std = list(model.mean), list(model.std)

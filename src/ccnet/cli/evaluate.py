@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ccnet.cli.common import (
+    check_output,
     config_from_items,
     detection_cli,
     model_from_checkpoint,
@@ -37,9 +38,12 @@ def run(args: argparse.Namespace) -> int:
     from ccnet.engine.distributed import cleanup_distributed, init_distributed
     from ccnet.engine.evaluate import evaluate, evaluate_predictions
     from ccnet.engine.trainer import check_same_classes
+    from ccnet.models import CCNet3D
 
     if (args.checkpoint is None) == (args.predictions is None):
         raise ValueError("give exactly one of --checkpoint (score a model) or --predictions (score saved PNGs)")
+    if args.output:
+        check_output(args.output, "file")
     if task_of(args.config, args.checkpoint) == "detection":
         return detection_cli().evaluate(args, *split_config_and_overrides(args.config))
     try:
@@ -51,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
             confusion = evaluate_predictions(args.predictions, frames, progress=ctx.is_main and not args.no_progress)
         else:
             model, config, model_info = model_from_checkpoint(args.checkpoint, args.config)
+            if isinstance(model, CCNet3D) and not config.is_video:
+                raise ValueError(f"{args.checkpoint}: a video model (CCNet3D) is scored on clips; give a video "
+                                 f"dataset (data.dataset=camvid_video or synthetic_video)")
             ctx = init_distributed(config.device)
             dataset = build_val_dataset(config, args.split)
             check_same_classes(model_info, dataset.info, args.checkpoint)

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import torch
 
-from ccnet.cli.common import model_from_checkpoint
+from ccnet.cli.common import check_output, model_from_checkpoint
 
 
 def run_convert(args: argparse.Namespace) -> int:
     from ccnet.interop import convert
 
+    check_output(args.dst, "folder", "DST")
     destination = convert(args.src, args.dst, format=args.format, num_classes=args.num_classes)
     print(f"wrote {destination} (model.safetensors + config.json); load it with ccnet.load_pretrained")
     return 0
@@ -20,15 +21,22 @@ def run_convert(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from ccnet.interop import export_onnx
+    from ccnet.models.ccnet3d import CCNet3D
+    from ccnet.models.hub import is_pretrained_dir, read_pretrained_config
 
-    source = args.model
+    check_output(args.output, "file", "OUTPUT")
+    source, frames = args.model, args.frames
+    if is_pretrained_dir(source) and frames is None:  # a video model folder: the clip length it was trained on
+        frames = (read_pretrained_config(source).get("inference") or {}).get("clip_length")
     if Path(source).is_file() and source.endswith(".pt"):
-        source, _, _ = model_from_checkpoint(source, [])  # a training checkpoint
+        source, config, _ = model_from_checkpoint(source, [])  # a training checkpoint
+        if frames is None and isinstance(source, CCNet3D):
+            frames = config.video.clip_length
         # Export traces the plain NCHW graph: channels-last weights make torch.export guard on
         # the batch size, which breaks the dynamic batch dimension.
         source = source.to(memory_format=torch.contiguous_format)
     result = export_onnx(source, args.output, opset=args.opset, height=args.size[0], width=args.size[1],
-                         check=not args.no_check, normalize=args.normalize, frames=args.frames)
+                         check=not args.no_check, normalize=args.normalize, frames=frames)
     print(result.summary())
     return 0
 
@@ -54,7 +62,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--size", type=int, nargs=2, default=(512, 1024), metavar=("H", "W"),
                         help="example input size used for tracing and checking (default: 512 1024)")
     export.add_argument("--frames", type=int, metavar="T",
-                        help="video models (CCNet3D) only: frames of the example clip; T stays dynamic (default: 5)")
+                        help="video models (CCNet3D) only: frames of the example clip; T stays dynamic (default: "
+                             "the clip length the model was trained with, else 5)")
     export.add_argument("--normalize", action="store_true",
                         help="bake the input normalisation into the graph (the model then takes 0..255 RGB)")
     export.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")

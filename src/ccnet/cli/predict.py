@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ccnet.cli.common import detection_cli, model_from_checkpoint, task_of
+from ccnet.cli.common import check_output, detection_cli, model_from_checkpoint, task_of
 
 EPILOG = """examples:
   ccnet predict --checkpoint ck.pt street.png --output out/
@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = [i for i in args.inputs if i not in items]
     if not inputs:
         raise ValueError("no input images given")
+    check_output(args.output, "folder")
     if task_of(items, args.checkpoint) == "detection":
         return detection_cli().predict(args, items, inputs)
     model, config, info = model_from_checkpoint(args.checkpoint, items)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 
+from ccnet.cli.common import check_output
+
 
 def run(args: argparse.Namespace) -> int:
     from ccnet.data import prepare
 
+    check_output(args.root, "folder", "ROOT")
     if args.dataset == "synthetic-coco":
         from ccnet.cli.common import detection_cli
 

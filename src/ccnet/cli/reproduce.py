@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from ccnet.cli.common import check_output
+
 EPILOG = """variants (--only takes these or the ablation names loops, context, consistency):
   none            no context module (FCN head; the paper's R=0 baseline)
   rcca_r1/r2/r3   RCCA with 1, 2, 3 loops
@@ -26,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from ccnet.study.report import write_report
     from ccnet.study.runner import FINISHED
 
+    check_output(args.output, "folder")
     if args.threads:
         import torch
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ccnet.cli.common import model_from_checkpoint
+from ccnet.cli.common import check_output, model_from_checkpoint
 
 EPILOG = """examples:
   ccnet visualize-attention runs/default/checkpoints/latest.pt scene.png --pixel 150,40 --output attention/
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ccnet.viz import attention_maps
     from ccnet.viz.figure import attention_figure, attention_row
 
+    check_output(args.output, "folder")
     model, config, info = model_from_checkpoint(args.checkpoint, args.overrides)
     if isinstance(model, CCNet3D):  # one image is a clip of one frame, on which CCNet3D is its 2D model exactly
         model = model.to_ccnet()

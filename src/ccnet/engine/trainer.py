@@ -4,7 +4,10 @@ and TensorBoard logs, evaluation and a few prediction images at the end."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -102,6 +105,46 @@ def check_compatible(checkpoint: dict[str, Any], config: Config, path: str | Pat
         raise ConfigError(f"{path}: checkpoint has loss.consistency={stored.loss.consistency}, config differs")
 
 
+# What a run writes into its folder: ``overwrite`` deletes exactly these, nothing of the user's.
+RUN_FILES = ("checkpoints", "model", "predictions", "tensorboard", "config.yaml", "log.jsonl", "metrics.json")
+# Any of these means the folder holds a run (started or finished) that a fresh start would destroy.
+RUN_MARKERS = ("checkpoints/latest.pt", "log.jsonl", "metrics.json", "model")
+# Settings a resumed run may change (where the data are, how fast they load, what is evaluated):
+# named when they differ. Every other data.* / video.* key decides what is trained on: refused.
+RESUME_FREE_DATA = ("data.root", "data.workers", "data.val_split", "data.max_val_samples",
+                    "data.synthetic_val_samples", "video.eval_clip_stride", "video.frames_root")
+
+
+def existing_run(path: str | Path) -> list[str]:
+    """The files of a run already in the folder ``path`` (empty: none)."""
+    return [name for name in RUN_MARKERS if (Path(path) / name).exists()]
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def resume_changes(stored: Config, config: Config) -> tuple[list[str], list[str]]:
+    """The settings a resumed run changes, as ``key old -> new``: those that change the training
+    data (refused) and the others (named when resuming). ``model.*`` is :func:`check_compatible`'s."""
+    theirs, ours = _flat(stored.to_dict()), _flat(config.to_dict())
+    refused, named = [], []
+    for key, value in ours.items():
+        old = theirs.get(key)
+        if old == value or key.startswith("model."):
+            continue
+        change = f"{key} {old!r} -> {value!r}"
+        free = key in RESUME_FREE_DATA and not (key.endswith("root") and (old is None) != (value is None))
+        (refused if key.split(".")[0] in ("data", "video") and not free else named).append(change)
+    return refused, named
+
+
 def _class_list(info: DatasetInfo, shown: int = 6) -> str:
     names = list(info.class_names)
     return ", ".join(names[:shown]) + (f", ... {len(names) - shown} more" if len(names) > shown else "")
@@ -159,6 +202,9 @@ class Trainer:
 
     ``resume``: a checkpoint path, or ``"auto"`` for ``output_dir/checkpoints/latest.pt`` when it
     exists. ``stop_after``: stop (with a checkpoint) after that iteration, as if interrupted.
+    A folder that already holds a run is refused unless ``resume`` continues that run or
+    ``overwrite`` deletes its files (:data:`RUN_FILES`) once the new run has been built. A
+    checkpoint whose data settings differ, or which is past this run's schedule, is refused.
     """
 
     def __init__(
@@ -169,14 +215,18 @@ class Trainer:
         resume: str | Path | None = None,
         stop_after: int | None = None,
         progress: bool = True,
+        overwrite: bool = False,
     ) -> None:
         self.config = config
         self.ctx: DistContext = init_distributed(config.device)
         self.output_dir = self._resolve_output_dir(output_dir)
         self.resume = resume
+        self.overwrite = overwrite
         self.stop_after = stop_after
         self.progress = progress and self.ctx.is_main
         self.checkpoint_path = self.output_dir / "checkpoints" / "latest.pt"
+        self.writer = None
+        self._check_output_dir()
 
     # -- set-up -------------------------------------------------------------------------------
     def _resolve_output_dir(self, output_dir: str | Path | None) -> Path:
@@ -187,6 +237,46 @@ class Trainer:
                 dist.broadcast_object_list(name, src=0)
             output_dir = Path(self.config.output_dir) / name[0]
         return Path(output_dir)
+
+    def _check_output_dir(self) -> None:
+        """Refuse, before anything is built, a run folder whose run this one would destroy."""
+        path, resume = self.output_dir, self.resume
+        if path.exists() and not path.is_dir():
+            raise FileExistsError(f"{path}: is a file, not a run folder")
+        own = resume == "auto" or (resume is not None and Path(resume).absolute() == self.checkpoint_path.absolute())
+        if self.overwrite:
+            if own or (resume is not None and path.absolute() in Path(resume).absolute().parents):
+                raise ValueError(f"{path}: --overwrite deletes the run there and --resume continues it; give one")
+            return
+        found = existing_run(path)
+        if not found:
+            return
+        if resume is None:
+            raise FileExistsError(f"{path}: holds a run ({', '.join(found)}); pass --resume auto to continue it, "
+                                  f"or --overwrite to delete it and start over")
+        if not own:
+            raise FileExistsError(f"{path}: holds another run ({', '.join(found)}); continuing {resume} there "
+                                  f"would replace it: give a new --output, or --overwrite")
+        if not self.checkpoint_path.is_file() and {"metrics.json", "model"} & set(found):
+            raise FileExistsError(f"{path}: holds a finished run ({', '.join(found)}) but no "
+                                  f"checkpoints/latest.pt to continue; pass --overwrite to delete it and start over")
+
+    def _clear_previous_run(self) -> None:
+        """``overwrite``: delete the files of the run in the folder (only the files a run writes)."""
+        removed = []
+        if self.ctx.is_main:
+            for name in RUN_FILES:
+                target = self.output_dir / name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                elif target.exists() or target.is_symlink():
+                    target.unlink()
+                else:
+                    continue
+                removed.append(name)
+            if removed:
+                tqdm.write(f"--overwrite: deleted the previous run's {', '.join(removed)} in {self.output_dir}")
+        barrier()
 
     def _amp_dtype(self) -> torch.dtype | None:
         amp = self.config.amp
@@ -231,6 +321,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp_dtype == torch.float16)
         self.start_iter = 0
         self.history: list[dict[str, Any]] = []
+        self._resume_note = ""
 
     # Task hooks: the semantic-segmentation defaults; ccnet.detection.trainer overrides them.
     def _build_datasets(self) -> tuple[Any, Any]:
@@ -281,6 +372,7 @@ class Trainer:
         path = self.resume
         if path == "auto":
             if not self.checkpoint_path.is_file():
+                self._resume_note = f"no checkpoint in {self.checkpoint_path.parent} yet: starting at iteration 0"
                 return
             path = self.checkpoint_path
         if path is None:
@@ -292,6 +384,18 @@ class Trainer:
         for key in ("optimizer", "scheduler", "scaler", "iteration", "rng"):
             if key not in checkpoint:
                 raise ValueError(f"{path}: not a training checkpoint (no {key!r} entry); cannot resume from it")
+        iteration, iterations = int(checkpoint["iteration"]), self.config.optim.iterations
+        if iteration > iterations:
+            raise ConfigError(f"{path}: checkpoint is at iteration {iteration}, beyond this run's "
+                              f"optim.iterations={iterations}: it is another run's; resume it with its own config")
+        named: list[str] = []
+        if "config" in checkpoint:
+            refused, named = resume_changes(config_from_dict(checkpoint["config"]), self.config)
+            if refused:
+                raise ConfigError(f"{path}: checkpoint was trained with other data settings ({'; '.join(refused)}); "
+                                  f"resume with the same data, or train into a new --output without --resume")
+        changed = f" (changed since: {'; '.join(named)})" if named else ""
+        self._resume_note = f"resumed from iteration {iteration} of {path}{changed}"
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -362,19 +466,56 @@ class Trainer:
                     self.writer.add_scalar(f"{prefix}/{key}", value, record["iteration"])
 
     def _open_writer(self) -> None:
+        """The run's folder, config and logs. ``log.jsonl`` starts as the records of the checkpoint
+        resumed from (none for a fresh run): records of an interrupted run past its checkpoint,
+        or of an earlier run, are not mixed in."""
         self.writer = None
         if self.ctx.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "config.yaml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            atomic_write_text(self.output_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
+
+    def _remove_start_up_files(self, created: bool) -> None:
+        """A fresh run that failed before its first step leaves nothing behind (its folder too,
+        when this run created it and nothing else is in it)."""
+        if not self.ctx.is_main:
+            return
+        for name in ("config.yaml", "log.jsonl", "tensorboard"):
+            target = self.output_dir / name
+            if target.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):  # not empty: something else was written there
+                os.rmdir(self.output_dir)
 
     # -- the loop ---------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         self._build()
         self._restore()
+        if self.overwrite:
+            self._clear_previous_run()
+        created = not self.output_dir.exists()
         self._open_writer()
+        self._steps_done = 0
+        try:
+            return self._fit()
+        except BaseException as error:
+            if self.start_iter == 0 and self._steps_done == 0 and not isinstance(error, FloatingPointError):
+                if self.writer is not None:
+                    self.writer.close()
+                    self.writer = None
+                self._remove_start_up_files(created)
+            raise
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+
+    def _fit(self) -> TrainResult:
         config, ctx = self.config, self.ctx
         end = config.optim.iterations if self.stop_after is None else min(self.stop_after, config.optim.iterations)
         if ctx.is_main:
@@ -386,6 +527,8 @@ class Trainer:
                 f"batch {config.data.batch_size} x {ctx.world_size} on {ctx.device}"
                 f"{f' ({ctx.backend})' if ctx.backend else ''} -> {self.output_dir}"
             )
+            if self._resume_note:
+                tqdm.write(self._resume_note)
         bar = tqdm(total=config.optim.iterations, initial=self.start_iter, disable=not self.progress,
                    desc="train", dynamic_ncols=True, unit="it")
         self.ddp.train()
@@ -396,6 +539,7 @@ class Trainer:
             batch = next(data_iter)
             data_time += time.perf_counter() - fetch_start
             logs = self._step(batch, iteration)
+            self._steps_done += 1
             bar.update(1)
             if iteration % config.log_interval == 0 or iteration == end:
                 logs = {k: v.item() for k, v in all_reduce_mean(logs).items()}
@@ -419,8 +563,6 @@ class Trainer:
             self._save_checkpoint(iteration)
             self._save_model()
             self._visualize()
-        if self.writer is not None:
-            self.writer.close()
         return TrainResult(self.output_dir, iteration, metrics, self.history)
 
     def _step(self, batch: Any, iteration: int) -> dict[str, torch.Tensor]:
@@ -465,14 +607,20 @@ class Trainer:
         return metrics
 
     def _save_model(self) -> None:
-        """The trained model in ccnet's own format (safetensors + config.json with class names)."""
+        """The trained model in ccnet's own format (safetensors + config.json with class names,
+        the dataset and, for video, the clip length and attention mode inference uses)."""
         if self.ctx.is_main:
+            config = self.config
+            inference: dict[str, Any] = {"dataset": config.data.dataset}
+            if config.is_video:
+                inference.update(clip_length=config.video.clip_length, attention=config.video.attention)
             self.model.save_pretrained(
                 self.output_dir / "model",
                 class_names=self.info.class_names,
                 palette=self.info.palette,
-                mean=self.config.data.mean,
-                std=self.config.data.std,
+                mean=config.data.mean,
+                std=config.data.std,
+                inference=inference,
             )
 
     def _visualize(self) -> None:

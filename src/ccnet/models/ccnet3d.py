@@ -25,7 +25,7 @@ from ccnet.models.hub import read_pretrained_config
 __all__ = ["CCNet3D", "clips_to_frames", "frames_to_clips"]
 
 # Attributes that travel with a model between formats (set by from_pretrained and converters).
-_INFO_ATTRIBUTES = ("class_names", "palette", "mean", "std", "pretrained_source")
+_INFO_ATTRIBUTES = ("class_names", "palette", "mean", "std", "pretrained_source", "inference")
 
 
 def clips_to_frames(x: Tensor) -> Tensor:

@@ -8,7 +8,9 @@
       "id2label": {"0": "road", ...}, # or null
       "palette": [[128, 64, 128], ...],  # or null
       "mean": [...], "std": [...],    # input normalisation, 0..255 pixel units, RGB order
-      "source": {...}                 # optional: what the weights were converted from
+      "source": {...},                # optional: what the weights were converted from
+      "inference": {...}              # optional, written by ccnet train: "dataset" trained on; video
+                                      # models also "clip_length" (frames per clip) and "attention"
     }
 
 The weights are a safetensors file (no pickle: loading it cannot run code). Both files are
@@ -81,6 +83,21 @@ def _check_norm(name: str, values: Sequence[float]) -> list[float]:
     return values
 
 
+def _check_inference(values: Any, where: str = "inference") -> dict[str, Any] | None:
+    """The ``inference`` settings (dataset, clip_length, attention), checked."""
+    if values is None:
+        return None
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{where} must be a mapping (dataset, clip_length, attention), got {values!r}")
+    values = dict(values)
+    length = values.get("clip_length")
+    if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
+        raise ValueError(f"{where}.clip_length must be a positive integer, got {length!r}")
+    if values.get("attention") not in (None, "3d", "2d"):
+        raise ValueError(f"{where}.attention must be '3d' or '2d', got {values['attention']!r}")
+    return values
+
+
 def save_pretrained(
     model: torch.nn.Module,
     directory: str | Path,
@@ -90,13 +107,17 @@ def save_pretrained(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     source: Mapping[str, Any] | None = None,
+    inference: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` to ``directory`` (``model.safetensors`` + ``config.json``), atomically.
 
     ``class_names``/``palette``/``mean``/``std`` default to the model's own attributes of those
     names (set by :func:`from_pretrained` and the converters), then to none / ImageNet statistics.
-    An existing ccnet model folder at ``directory`` is replaced; any other non-empty folder is
-    refused (nothing of the user's is ever deleted). Returns the folder.
+    ``inference`` (default: the model's ``inference`` attribute): what using the model needs
+    beyond its weights: ``dataset`` it was trained on and, for a video model, ``clip_length``
+    and ``attention`` (``3d`` | ``2d``). An existing ccnet model folder at ``directory`` is
+    replaced; any other non-empty folder is refused (nothing of the user's is ever deleted).
+    Returns the folder.
     """
     from safetensors.torch import save_file
 
@@ -122,6 +143,7 @@ def save_pretrained(
     std = _check_norm("std", std if std is not None else getattr(model, "std", None) or IMAGENET_STD)
     if source is None:
         source = getattr(model, "pretrained_source", None)
+    inference = _check_inference(inference if inference is not None else getattr(model, "inference", None))
 
     document = {
         "format": "ccnet",
@@ -136,6 +158,8 @@ def save_pretrained(
     }
     if source:
         document["source"] = dict(source)
+    if inference:
+        document["inference"] = inference
     text = json.dumps(document, indent=2) + "\n"
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
 
@@ -190,7 +214,7 @@ def from_pretrained(directory: str | Path, model_class: type[ModelT], *,
 
     The returned model also carries ``class_names`` (tuple or None), ``palette`` (tuple of RGB
     tuples or None), ``mean`` and ``std`` (tuples, 0..255 pixel units, RGB) and
-    ``pretrained_source`` (dict or None).
+    ``pretrained_source`` (dict or None) and ``inference`` (dict or None: see :func:`save_pretrained`).
     """
     directory = Path(directory)
     document = read_pretrained_config(directory)
@@ -222,6 +246,7 @@ def from_pretrained(directory: str | Path, model_class: type[ModelT], *,
     model.mean = tuple(_check_norm("mean", document.get("mean", IMAGENET_MEAN)))
     model.std = tuple(_check_norm("std", document.get("std", IMAGENET_STD)))
     model.pretrained_source = document.get("source")
+    model.inference = _check_inference(document.get("inference"), f"{config_path}: inference")
     return model.to(map_location)
 
 
@@ -231,7 +256,7 @@ class PretrainedMixin:
 
     def save_pretrained(self, directory: str | Path, **kwargs: Any) -> Path:
         """Write ``model.safetensors`` + ``config.json`` to ``directory`` (atomically); keyword
-        arguments ``class_names``, ``palette``, ``mean``, ``std``: see :func:`save_pretrained`."""
+        arguments ``class_names``, ``palette``, ``mean``, ``std``, ``inference``: see :func:`save_pretrained`."""
         return save_pretrained(self, directory, **kwargs)
 
     @classmethod
