@@ -74,5 +74,5 @@ def test_fisher_exact_counts_failures_in_the_claimed_direction():
     assert counts.p_more == pytest.approx(math.comb(30, 10) / math.comb(60, 10))  # only the observed table
     assert FailureCounts(0, 30, 10, 30).p_more == pytest.approx(1.0)
     assert FailureCounts(3, 30, 3, 30).p_more > 0.5
-    with pytest.raises(ValueError, match="failure count 5 must be within 0..4 runs"):
+    with pytest.raises(ValueError, match=r"failure count 5 must be within 0\.\.4 runs"):
         FailureCounts(5, 4, 0, 4)
