@@ -120,6 +120,9 @@ class LossConfig:
     consistency_beta: float = 1.0
     consistency_gamma: float = 0.001
     consistency_variant: str = "piecewise"
+    # Linear warm-up of the consistency loss's weight: iteration i of the first N weighs it i / N
+    # (0: full weight from the start).
+    consistency_warmup_iters: int = 0
 
 
 @dataclass
