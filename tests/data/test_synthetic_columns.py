@@ -81,6 +81,14 @@ def test_every_arrangement_occurs_so_no_image_wide_summary_gives_the_answer():
     assert all(len(classes) == 3 for classes in by_position.values())
 
 
+def test_keys_are_labelled_for_training_and_ignored_in_evaluation(dataset):
+    train = ColumnsSyntheticDataset("train", size=(160, 160), seed=0)
+    for data, expect_class in ((train, True), (dataset, False)):
+        _, label = data.render(0)
+        for y, x, k, cls in data.layout(0)["keys"]:
+            assert np.all(label[y:y + k, x:x + k] == (cls if expect_class else 255))
+
+
 def test_built_from_the_config():
     from ccnet.config import Config, apply_overrides
     from ccnet.engine.build import build_train_dataset, build_val_dataset
