@@ -12,7 +12,7 @@ from scipy import stats
 
 from ccnet.cli import main
 from ccnet.config import Config
-from ccnet.study.analysis import decide, decision_row
+from ccnet.study.analysis import decide, decision_row, memory_lines
 from ccnet.study.plan import (
     ABLATIONS,
     VARIANTS,
@@ -265,6 +265,16 @@ def test_the_analysis_decides_planned_comparisons_on_known_results():
     assert "s0: +50.0, s1: +48.0, s2: +49.0; mean +49.0" in decision_row(big)
 
 
+def test_the_memory_claim_comes_from_the_block_benchmark(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    bench = Path(__file__).parents[2] / "docs" / "benchmarks" / "block" / "bench.json"
+    shutil.copy(bench, tmp_path / "block_bench.json")
+    text = "\n".join(memory_lines(tmp_path / "block_bench.json"))
+    assert "- nchw: forward peak 10.8x less, forward+backward 10.1x less" in text and "84.7% fewer" in text
+
+
 @pytest.mark.slow
 def test_quick_preregistered_study_writes_the_plan_first_and_a_paired_report(tmp_path, capsys, monkeypatch):
     out = tmp_path / "study"
@@ -296,6 +306,7 @@ def test_quick_preregistered_study_writes_the_plan_first_and_a_paired_report(tmp
     for experiment in plan["experiments"]:
         assert f"## {experiment['title']}" in report
     assert "## Pilots (seeds 100 and up" in report
+    assert "copy the `bench.json` of `ccnet bench block`" in report
     # the columns task's properties hold on the scenes this study trained on
     from ccnet.data.synthetic import CONTEXT_CLASSES
     from ccnet.engine.build import build_val_dataset

@@ -164,6 +164,30 @@ def experiment_table(output: Path, experiment: dict[str, Any], runs: dict[str, l
     return lines
 
 
+BLOCK_BENCH = "block_bench.json"  # a copy of ``ccnet bench block``'s bench.json (docs/benchmarks/block)
+
+
+def memory_lines(path: Path) -> list[str]:
+    """The paper's memory claim (RCCA R=2 needs ~11x less than one non-local block) from a
+    ``ccnet bench block`` result at the paper's scale, or how to add it."""
+    bench = read_json(path)
+    if bench is None:
+        return [f"Memory (paper: RCCA 11x less than a non-local block): not in this folder; copy the `bench.json` "
+                f"of `ccnet bench block` (docs/benchmarks/block) to `{BLOCK_BENCH}` and regenerate."]
+    rows = {(r["block"], r["layout"]): r for r in bench.get("block", [])}
+    lines = [f"Memory at the paper's scale (`ccnet bench block`: {bench.get('device')}, {bench.get('dtype')}, one "
+             "512-channel 97x97 feature map; paper: RCCA needs 11x less GPU memory than one non-local block):", ""]
+    for layout in sorted({layout for _, layout in rows}):
+        rcca, nonlocal_ = rows.get(("rcca_r2", layout)), rows.get(("non_local_x1", layout))
+        if rcca and nonlocal_:
+            lines.append(f"- {layout}: forward peak {nonlocal_['forward_peak_mb'] / rcca['forward_peak_mb']:.1f}x "
+                         f"less, forward+backward "
+                         f"{nonlocal_['forward_backward_peak_mb'] / rcca['forward_backward_peak_mb']:.1f}x less "
+                         f"({rcca['forward_backward_peak_mb']:.0f} MB against "
+                         f"{nonlocal_['forward_backward_peak_mb']:.0f} MB); FLOPs {100 * (1 - rcca['gflops'] / nonlocal_['gflops']):.1f}% fewer (paper: ~85%).")
+    return lines
+
+
 def planned_report(output: Path, command: str = "") -> list[str]:
     """The report's lines for the study in ``output`` (its ``plan.json`` and run files)."""
     output = Path(output)
@@ -202,6 +226,7 @@ def planned_report(output: Path, command: str = "") -> list[str]:
         "Cityscapes val with ResNet-101), and margins smaller than the authors' own run-to-run spread (R=3 "
         "over R=2, RCCA over non-local, the consistency loss's +0.7).",
     ]
+    lines += ["", "## Cost: memory and FLOPs", "", *memory_lines(output / BLOCK_BENCH)]
     for experiment in plan["experiments"]:
         s = experiment["settings"]
         lines += ["", f"## {experiment['title']}", "", experiment["design"], "",
