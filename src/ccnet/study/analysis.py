@@ -184,7 +184,8 @@ def memory_lines(path: Path) -> list[str]:
                          f"less, forward+backward "
                          f"{nonlocal_['forward_backward_peak_mb'] / rcca['forward_backward_peak_mb']:.1f}x less "
                          f"({rcca['forward_backward_peak_mb']:.0f} MB against "
-                         f"{nonlocal_['forward_backward_peak_mb']:.0f} MB); FLOPs {100 * (1 - rcca['gflops'] / nonlocal_['gflops']):.1f}% fewer (paper: ~85%).")
+                         f"{nonlocal_['forward_backward_peak_mb']:.0f} MB); FLOPs "
+                         f"{100 * (1 - rcca['gflops'] / nonlocal_['gflops']):.1f}% fewer (paper: ~85%).")
     return lines
 
 
