@@ -101,7 +101,9 @@ class DataConfig:
     # criss-cross hop from the key); the other grey objects share no row or column with it.
     synthetic_aligned_prob: float = 0.5
     # one_key: every grey object takes the colour of the scene's key; two_keys: two keys, each grey
-    # object takes the colour of the key whose frame matches its tint (ccnet.data.synthetic_two_keys).
+    # object takes the colour of the key whose frame matches its tint (ccnet.data.synthetic_two_keys);
+    # columns: three keys of all three colours along one edge, each grey object under one key's
+    # columns takes its colour (ccnet.data.synthetic_columns).
     synthetic_task: str = "one_key"
 
 
@@ -118,6 +120,9 @@ class LossConfig:
     consistency_beta: float = 1.0
     consistency_gamma: float = 0.001
     consistency_variant: str = "piecewise"
+    # Linear warm-up of the consistency loss's weight: iteration i of the first N weighs it i / N
+    # (0: full weight from the start).
+    consistency_warmup_iters: int = 0
 
 
 @dataclass

@@ -7,9 +7,9 @@ import torch
 
 import ccnet.engine.checkpoint as checkpoint_module
 import ccnet.engine.trainer as trainer_module
-from ccnet.config import load_config
+from ccnet.config import ConfigError, load_config
 from ccnet.engine.checkpoint import load_checkpoint
-from ccnet.engine.trainer import Trainer, lr_factor
+from ccnet.engine.trainer import Trainer, consistency_weight, lr_factor
 
 TINY = [
     "data.synthetic_size=[48, 48]", "data.synthetic_val_samples=2", "data.batch_size=2", "data.workers=0",
@@ -91,6 +91,37 @@ def test_poly_learning_rate_with_warmup():
                                 "optim.warmup_ratio=0.1", "optim.min_lr=0.001"])
     assert lr_factor(0, config) == pytest.approx(0.1)
     assert lr_factor(100, config) == pytest.approx(0.01)
+
+
+def test_consistency_weight_warms_up_linearly():
+    config = load_config(None, ["loss.consistency_warmup_iters=4"])
+    assert [consistency_weight(i, config) for i in (1, 2, 4, 5, 100)] == [0.25, 0.5, 1.0, 1.0, 1.0]
+    assert consistency_weight(1, load_config(None, [])) == 1.0
+    with pytest.raises(ConfigError, match=r"'loss\.consistency_warmup_iters' must be >= 0, got -1"):
+        consistency_weight(1, load_config(None, ["loss.consistency_warmup_iters=-1"]))
+
+
+def test_consistency_run_logs_its_weight_and_the_two_gradient_norms(tmp_path):
+    trainer = Trainer(_tiny("optim.iterations=2", "loss.consistency=true", "loss.consistency_warmup_iters=4",
+                            "optim.clip_grad_norm=null"), output_dir=tmp_path / "a", progress=False)
+    trainer.fit()
+    train = [r for r in trainer.history if r.get("type") != "eval"]
+    assert [r["consistency_weight"] for r in train] == [0.25, 0.5]
+    for r in train:  # the two parts add up to the total gradient
+        total_sq = r["grad_norm_ce"] ** 2 + r["grad_norm_consistency"] ** 2 + 2 * r["grad_cosine"] * (
+            r["grad_norm_ce"] * r["grad_norm_consistency"])
+        assert total_sq == pytest.approx(r["grad_norm"] ** 2, rel=1e-3)
+        assert r["grad_norm_consistency"] > 0 and -1 <= r["grad_cosine"] <= 1
+    # a consistency term of weight zero everywhere has no gradient: all of it is the cross-entropy's
+    zero = Trainer(_tiny("optim.iterations=1", "loss.consistency=true", "loss.consistency_alpha=0",
+                         "loss.consistency_beta=0", "loss.consistency_gamma=0"), output_dir=tmp_path / "b",
+                   progress=False)
+    zero.fit()
+    record = next(r for r in zero.history if r.get("type") != "eval")
+    assert record["grad_norm_consistency"] == 0
+    assert record["grad_norm_ce"] == pytest.approx(record["grad_norm"], rel=1e-4)
+    assert "grad_norm_ce" not in Trainer(_tiny("optim.iterations=1"), output_dir=tmp_path / "c",
+                                         progress=False).fit().history[0]
 
 
 def test_heads_get_their_learning_rate_multiplier(tmp_path):

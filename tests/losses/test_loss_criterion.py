@@ -57,6 +57,19 @@ def test_with_consistency_and_custom_weights():
     assert outputs["embedding"].grad.abs().sum() > 0
 
 
+def test_consistency_weight_scales_the_term_and_the_parts_add_up():
+    outputs, target = _batch(2)
+    crit = SegmentationCriterion(consistency=True)
+    full, logs = crit(outputs, target)
+    loss, logs, parts = crit(outputs, target, consistency_weight=0.25, return_parts=True)
+    ce = _ce(outputs["out"], target) + 0.4 * _ce(outputs["aux"], target)
+    torch.testing.assert_close(parts["ce"], ce)
+    torch.testing.assert_close(parts["consistency"], 0.25 * logs["consistency"])  # logged unweighted
+    torch.testing.assert_close(loss, ce + 0.25 * (full - ce))
+    assert logs["consistency_weight"].item() == 0.25 and parts["consistency"].requires_grad
+    assert set(SegmentationCriterion()(outputs, target, return_parts=True)[2]) == {"ce"}
+
+
 def test_ohem_applies_to_main_output_only():
     outputs, target = _batch(2, scale=5.0)  # confident logits: many pixels with p > 0.7
     crit = SegmentationCriterion(ohem=True, ohem_thresh=0.7, ohem_min_kept=50)

@@ -7,19 +7,22 @@ import shlex
 
 from ccnet.cli.common import check_output
 
-EPILOG = """variants (--only takes these or the ablation names loops, context, consistency):
-  none            no context module (FCN head; the paper's R=0 baseline)
-  rcca_r1/r2/r3   RCCA with 1, 2, 3 loops
-  ppm, aspp       PSPNet's pyramid pooling, DeepLabv3's ASPP
-  nonlocal        one non-local block
-  ccl_quadratic, ccl_piecewise   RCCA R=2 + the category consistent loss
+EPILOG = """experiments (the pre-registered study, plan.json; --only takes these names):
+  loops192        R=0 / 1 / 2 on the one-key task at 192 px, 4 seeds
+  columns         none / PPM / ASPP / non-local / RCCA R=2 on the columns task, 3 seeds
+  ccl_columns     RCCA R=2 with the consistency loss off / quadratic / piece-wise (warm-up), columns task
+  stability       the two consistency-loss forms without clipping at 64 px, 30 seeds each
+the first study's ablations (one-key task, 160 px; --only loops, context, consistency, two_keys) and
+variants: none, rcca_r1/r2/r3, ppm, aspp, nonlocal, ccl_quadratic, ccl_piecewise, two_keys_*, and the
+experiments' own (loops192_none, columns_ppm, stability_ccl_piecewise, ...)
 
 examples:
-  ccnet reproduce --output runs/reproduce              # the paper's ablations: 9 variants x 3 seeds
-  ccnet reproduce --output runs/reproduce              # again after an interruption: finished runs are kept
-  ccnet reproduce --output runs/reproduce --only loops --seeds 3 4   # more seeds of one ablation
+  ccnet reproduce --output runs/study --threads 1 --only loops192 stability    # one process ...
+  ccnet reproduce --output runs/study --threads 1 --only columns ccl_columns   # ... and another
+  ccnet reproduce --output runs/study                  # again after an interruption: finished runs are kept
+  ccnet reproduce --output runs/pilot --only columns_rcca_r2 --seeds 100   # a pilot seed (never in results)
   ccnet reproduce --quick --output /tmp/study          # pipeline check in about a minute (numbers mean nothing)
-  ccnet reproduce --output runs/reproduce --report-only
+  ccnet reproduce --output runs/study --report-only
 """
 
 
@@ -38,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     settings = with_overrides(StudySettings.quick() if args.quick else StudySettings.full(), args.seeds,
                               args.iterations)
-    statuses = reproduce(args.output, settings, only=args.only, command=_command(args), quick=args.quick)
+    statuses = reproduce(args.output, settings, only=args.only, command=_command(args), quick=args.quick,
+                         seeds_given=bool(args.seeds))
     unfinished = [f"{v} seed {s}" for (v, s), state in statuses.items() if state not in FINISHED]
     print(f"report: {args.output}/report.md")
     if unfinished:
@@ -73,7 +77,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", metavar="DIR", default="runs/reproduce",
                         help="study folder (default: %(default)s)")
     parser.add_argument("--seeds", type=int, nargs="+", metavar="N",
-                        help="seeds to train (default: 0 1 2; --quick: 0 1)")
+                        help="seeds to train, for every selected variant (default: each experiment's own, "
+                             "the first study's 0 1 2; --quick: 0 1)")
     parser.add_argument("--iterations", type=int, metavar="N",
                         help="training iterations per run (default: 250; --quick: 2)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="train only these variants or ablations")

@@ -113,13 +113,15 @@ class DetectionTrainer(Trainer):
         block = {"rcca": f"RCCA R={det.recurrence}", "nonlocal": "non-local", "none": "no context block"}[det.context]
         return f"Mask R-CNN {det.backbone}-FPN, {block} before the last block of layer3"
 
-    def _forward_loss(self, batch: list[dict[str, Any]]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _forward_loss(self, batch: list[dict[str, Any]], iteration: int = 0) -> tuple[
+            torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Total loss, its scalar logs, and no separately measured parts (Mask R-CNN's losses)."""
         device = self.ctx.device
         images = [sample["image"].to(device, non_blocking=True) for sample in batch]
         targets = [{k: v.to(device, non_blocking=True) for k, v in sample["target"].items()} for sample in batch]
         losses = self.ddp(images, targets)
         loss = sum(losses.values())
-        return loss, {"loss": loss.detach(), **{k: v.detach() for k, v in losses.items()}}
+        return loss, {"loss": loss.detach(), **{k: v.detach() for k, v in losses.items()}}, {}
 
     def _evaluate(self, iteration: int, final: bool = False) -> dict[str, dict[str, float]]:
         metrics, _ = evaluate_model(self.model, self.val_set, device=self.ctx.device, progress=self.progress)

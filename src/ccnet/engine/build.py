@@ -88,12 +88,14 @@ def build_dataset(config: Config, split: str, *, evaluation: bool = False) -> An
         return build_video_dataset(config, split, evaluation=evaluation)
     if data.dataset == "synthetic":
         from ccnet.data.synthetic import SyntheticContextDataset
+        from ccnet.data.synthetic_columns import ColumnsSyntheticDataset
         from ccnet.data.synthetic_two_keys import TwoKeySyntheticDataset
 
-        tasks = {"one_key": SyntheticContextDataset, "two_keys": TwoKeySyntheticDataset}
+        tasks = {"one_key": SyntheticContextDataset, "two_keys": TwoKeySyntheticDataset,
+                 "columns": ColumnsSyntheticDataset}
         if data.synthetic_task not in tasks:
-            raise ConfigError(
-                f"config key 'data.synthetic_task' must be one_key or two_keys, got {data.synthetic_task!r}")
+            raise ConfigError(f"config key 'data.synthetic_task' must be one of {', '.join(tasks)}, "
+                              f"got {data.synthetic_task!r}")
         stream = synthetic_stream(config, split)
         return tasks[data.synthetic_task](
             stream,

@@ -57,6 +57,15 @@ def lr_factor(iteration: int, config: Config) -> float:
     return factor
 
 
+def consistency_weight(iteration: int, config: Config) -> float:
+    """Weight of the consistency loss at (1-based) ``iteration``: ``iteration / N`` over the first
+    ``N = loss.consistency_warmup_iters`` iterations, then 1."""
+    warmup = config.loss.consistency_warmup_iters
+    if warmup < 0:
+        raise ConfigError(f"config key 'loss.consistency_warmup_iters' must be >= 0, got {warmup}")
+    return min(1.0, iteration / warmup) if warmup else 1.0
+
+
 def parameter_groups(model: nn.Module, lr: float, head_lr_mult: float) -> list[dict[str, Any]]:
     """Trainable parameters as two SGD groups: the backbone at ``lr``, the rest (heads) at
     ``lr * head_lr_mult``. The poly schedule scales both alike."""
@@ -358,15 +367,20 @@ class Trainer:
         video = f" (attention {config.video.attention})" if config.is_video else ""
         return f"{type(self.model).__name__} {config.model.backbone} {_head_name(config)}{video}"
 
-    def _forward_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total loss and the scalar logs of one training batch (already under autocast)."""
+    def _forward_loss(self, batch: dict[str, Any], iteration: int = 0) -> tuple[
+            torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Total loss, the scalar logs and the differentiable loss parts (``ce``, ``consistency``)
+        of one training batch (already under autocast)."""
         device = self.ctx.device
         images = batch["image"].to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
         if self.config.channels_last and images.dim() == 4:  # clips: CCNet3D folds them into frames
             images = images.contiguous(memory_format=torch.channels_last)
         outputs = self.ddp(images)
-        return self.criterion(outputs, labels)
+        if not self.config.loss.consistency:
+            return (*self.criterion(outputs, labels), {})
+        return self.criterion(outputs, labels, consistency_weight=consistency_weight(iteration, self.config),
+                              return_parts=True)
 
     def _restore(self) -> None:
         path = self.resume
@@ -568,14 +582,26 @@ class Trainer:
     def _step(self, batch: Any, iteration: int) -> dict[str, torch.Tensor]:
         device = self.ctx.device
         with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            loss, logs = self._forward_loss(batch)
+            loss, logs, parts = self._forward_loss(batch, iteration)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"iteration {iteration}: loss is {loss.item()}; the last good checkpoint is {self.checkpoint_path}"
             )
         self.optimizer.zero_grad(set_to_none=True)
+        # On logged iterations of one process, the consistency term's gradient apart from the
+        # cross-entropy's (one extra backward through that term): how the two pull on the weights.
+        split = "consistency" in parts and self.ctx.world_size == 1 and iteration % self.config.log_interval == 0
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if split:
+            term = self.scaler.scale(parts["consistency"])
+            grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+            scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
+            consistency_grads = [torch.zeros_like(p) if g is None else g.float() / scale for p, g in zip(
+                params, grads, strict=True)]
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
+        if split:
+            logs = {**logs, **_gradient_split(params, consistency_grads)}
         max_norm = self.config.optim.clip_grad_norm
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm if max_norm else float("inf"))
         logs = {**logs, "grad_norm": grad_norm.detach()}
@@ -644,6 +670,20 @@ class Trainer:
             Image.fromarray(strip).save(out_dir / f"{sample['name']}.png")
             if self.writer is not None:
                 self.writer.add_image(f"predictions/{i}", strip, dataformats="HWC")
+
+
+def _gradient_split(params: list[torch.Tensor], consistency: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Norms of the cross-entropy's and the consistency term's gradients (the total in ``.grad``
+    minus the consistency part) and their cosine, before clipping."""
+    ce_sq = cons_sq = dot = torch.zeros((), dtype=torch.float64, device=consistency[0].device)
+    for p, c in zip(params, consistency, strict=True):
+        total = torch.zeros_like(c) if p.grad is None else p.grad.detach().float()
+        ce = (total - c).double()
+        c = c.double()
+        ce_sq, cons_sq, dot = ce_sq + ce.square().sum(), cons_sq + c.square().sum(), dot + (ce * c).sum()
+    ce_norm, cons_norm = ce_sq.sqrt(), cons_sq.sqrt()
+    cosine = dot / (ce_norm * cons_norm).clamp_min(1e-30)
+    return {"grad_norm_ce": ce_norm.float(), "grad_norm_consistency": cons_norm.float(), "grad_cosine": cosine.float()}
 
 
 def train(config: Config, **kwargs: Any) -> TrainResult:

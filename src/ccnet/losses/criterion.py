@@ -34,6 +34,11 @@ class SegmentationCriterion(nn.Module):
     detached scalar tensors, unweighted, for logging (``"loss"``, ``"main"``, and when computed
     ``"aux"``, ``"consistency"`` (weighted sum), ``"consistency_var"``, ``"consistency_dis"``,
     ``"consistency_reg"``). They stay tensors so logging costs no host sync until ``.item()``.
+
+    ``consistency_weight`` scales the consistency term of this call (a warm-up of its weight;
+    logged as ``"consistency_weight"``). ``return_parts=True`` returns ``(loss, logs, parts)``
+    with the differentiable terms ``parts["ce"]`` (main + weighted aux) and, with the consistency
+    loss, ``parts["consistency"]`` (weighted): what the trainer needs to measure their gradients apart.
     """
 
     def __init__(
@@ -66,7 +71,8 @@ class SegmentationCriterion(nn.Module):
             raise ValueError(f"model outputs lack the key {key!r}, needed {why}; got keys {sorted(outputs)}")
         return outputs[key]
 
-    def forward(self, outputs: Mapping[str, Tensor], target: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(self, outputs: Mapping[str, Tensor], target: Tensor, consistency_weight: float = 1.0,
+                return_parts: bool = False) -> Any:
         out = self._get(outputs, "out", "for the main loss")
         if self.ohem:
             main = ohem_cross_entropy(
@@ -82,18 +88,21 @@ class SegmentationCriterion(nn.Module):
             loss = loss + self.aux_weight * aux
             logs["aux"] = aux.detach()
 
+        parts = {"ce": loss}
         if self.consistency is not None:
             embedding = self._get(outputs, "embedding", "by the category consistent loss (consistency=True)")
             terms = self.consistency.terms(embedding, target)
             consistency = self.consistency.combine(terms)
-            loss = loss + consistency
+            parts["consistency"] = consistency_weight * consistency
+            loss = loss + parts["consistency"]
             logs["consistency"] = consistency.detach()
+            logs["consistency_weight"] = consistency.new_tensor(float(consistency_weight))
             logs["consistency_var"] = terms.var.detach()
             logs["consistency_dis"] = terms.dis.detach()
             logs["consistency_reg"] = terms.reg.detach()
 
         logs["loss"] = loss.detach()
-        return loss, logs
+        return (loss, logs, parts) if return_parts else (loss, logs)
 
     def extra_repr(self) -> str:
         parts = [f"aux_weight={self.aux_weight}", f"ohem={self.ohem}"]
@@ -112,8 +121,8 @@ class ClipCriterion(nn.Module):
         super().__init__()
         self.criterion = criterion
 
-    def forward(self, outputs: Mapping[str, Tensor], target: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(self, outputs: Mapping[str, Tensor], target: Tensor, **kwargs: Any) -> Any:
         if target.dim() != 4:
             raise ValueError(f"clip labels must be (B, T, H, W), got shape {tuple(target.shape)}")
         frames = {name: value.transpose(1, 2).flatten(0, 1) for name, value in outputs.items()}
-        return self.criterion(frames, target.flatten(0, 1))
+        return self.criterion(frames, target.flatten(0, 1), **kwargs)

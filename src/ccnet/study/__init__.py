@@ -14,10 +14,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ccnet.files import atomic_write_text
-from ccnet.study.plan import ABLATIONS, VARIANTS, StudySettings, run_config, select_variants
+from ccnet.study.plan import (
+    ABLATIONS,
+    EXPERIMENTS,
+    VARIANTS,
+    StudySettings,
+    planned_runs,
+    run_config,
+    select_variants,
+    write_plan,
+)
 from ccnet.study.runner import read_json, run_study, write_settings
 
-__all__ = ["ABLATIONS", "VARIANTS", "StudySettings", "reproduce"]
+__all__ = ["ABLATIONS", "EXPERIMENTS", "VARIANTS", "StudySettings", "reproduce"]
 
 
 def reproduce(
@@ -27,16 +36,23 @@ def reproduce(
     command: str = "ccnet reproduce",
     quick: bool = False,
     log: Callable[[str], None] = print,
+    seeds_given: bool = False,
 ) -> dict[tuple[str, int], str]:
     """Measure the variants' cost (once), train every run not finished yet, write the report.
     Returns the status of each run of this invocation (``done``, ``diverged``, ``failed``).
-    ``quick``: a pipeline check; the cost is timed once and peak memory is not profiled."""
+    ``quick``: a pipeline check; the cost is timed once and peak memory is not profiled.
+    ``seeds_given``: ``settings.seeds`` came from ``--seeds`` and replace every experiment's own
+    seeds (pilots); otherwise the plan's experiments train on their own seeds."""
     from ccnet.study.cost import measure_costs
     from ccnet.study.report import write_report
 
     output = Path(output)
     variants = select_variants(only)
-    write_settings(output, settings, command)
+    own_seeds = settings.seeds if seeds_given else None
+    runs = planned_runs(variants, settings, own_seeds)
+    if any(v in e.variants for e in EXPERIMENTS.values() for v in variants):
+        write_plan(output, settings)  # fixed before any run of the pre-registered study
+    write_settings(output, dataclasses.replace(settings, seeds=tuple(sorted({s for _, s in runs}))), command)
     cost_path = output / "cost.json"
     costs = read_json(cost_path) or {}
     measured = [name for name, variant in VARIANTS.items() if variant.cost_as is None]
@@ -44,7 +60,7 @@ def reproduce(
         configs = {name: run_config(name, 0, settings) for name in measured}
         costs = measure_costs(configs, repeats=1 if quick else 5, memory=not quick, log=log)
         atomic_write_text(cost_path, json.dumps(costs, indent=2))
-    statuses = run_study(output, variants, settings, log=log)
+    statuses = run_study(output, variants, settings, log=log, runs=runs)
     write_report(output, log=log)
     return statuses
 

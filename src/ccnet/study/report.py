@@ -450,7 +450,14 @@ def _commands(record: dict) -> str:
 
 
 def write_report(output: Path, log: Callable[[str], None] = print) -> Path:
-    """Write ``output/report.md`` and its plots from the study folder's files."""
+    """Write ``output/report.md`` and its plots from the study folder's files (a pre-registered
+    study, with ``plan.json``: :mod:`ccnet.study.analysis`)."""
+    from ccnet.study.analysis import write_planned_report
+    from ccnet.study.plan import PLAN_NAME
+
+    if (Path(output) / PLAN_NAME).is_file():
+        record = read_json(Path(output) / "study.json") or {}
+        return write_planned_report(output, f" by {_commands(record)}" if record else "", log=log)
     study = Study(output)
     s = study.settings
     for name, plot in zip(PLOTS, (plot_miou, plot_cost, plot_curves), strict=True):

@@ -60,7 +60,8 @@ class RunResult:
 
 
 def _mean_iou(iou: list[float | None], classes: tuple[int, ...]) -> float:
-    values = [iou[k] for k in classes if k < len(iou) and iou[k] is not None]
+    # a class absent from the validation scenes has no IoU (None in metrics.json, nan here): it does not count
+    values = [iou[k] for k in classes if k < len(iou) and iou[k] is not None and not math.isnan(iou[k])]
     return sum(values) / len(values) if values else math.nan
 
 

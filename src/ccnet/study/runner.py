@@ -142,9 +142,11 @@ def run_study(
     variants: list[str],
     settings: StudySettings,
     log: Callable[[str], None] = print,
+    runs: list[tuple[str, int]] | None = None,
 ) -> dict[tuple[str, int], str]:
-    """Train every (variant, seed) not finished yet, one at a time. Returns the status of each."""
-    plan = [(variant, seed) for seed in settings.seeds for variant in variants]  # seed-major: 1 seed of all first
+    """Train every (variant, seed) not finished yet, one at a time (``runs``, in that order; by
+    default every variant on ``settings.seeds``, seed-major). Returns the status of each."""
+    plan = runs if runs is not None else [(variant, seed) for seed in settings.seeds for variant in variants]
     configs = {(v, s): run_config(v, s, settings) for v, s in plan}
     for (variant, seed), config in configs.items():  # refuse mismatches before spending hours
         check_same_config(run_dir(output, variant, seed), config)
