@@ -48,9 +48,10 @@ test: $(VENV)/.installed $(DET_VENV)/.installed
 	$(PY) -m pytest -n 2 -q
 	$(MAKE) --no-print-directory test-detection
 
-# Mask R-CNN (tests/detection): skipped by the main run above, which has no torchvision.
+# Mask R-CNN (tests/detection): skipped by the main run above, which has no torchvision; and every
+# config's model on fake CUDA tensors (tests/fake_cuda: needs the CUDA build of torch this venv has).
 test-detection: $(DET_VENV)/.installed
-	$(DET_PY) -m pytest -n 2 -q tests/detection
+	$(DET_PY) -m pytest -n 2 -q tests/detection tests/fake_cuda
 
 # The README's attention figures (docs/figures/), from the default job's model (trained first if missing).
 figures: $(VENV)/.installed
