@@ -361,3 +361,14 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     config = Config()
     _apply(config, values)
     return config
+
+
+def flatten_keys(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``: a config's keys as written on the command line."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten_keys(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

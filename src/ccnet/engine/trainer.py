@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ccnet.config import Config, ConfigError, apply_overrides, config_from_dict, load_config
+from ccnet.config import Config, ConfigError, apply_overrides, config_from_dict, flatten_keys, load_config
 from ccnet.data.info import DatasetInfo
 from ccnet.engine.build import build_criterion, build_model, build_train_dataset, build_val_dataset, infer_kwargs
 from ccnet.engine.checkpoint import load_checkpoint, rng_state, set_rng_state
@@ -129,20 +129,11 @@ def existing_run(path: str | Path) -> list[str]:
     return [name for name in RUN_MARKERS if (Path(path) / name).exists()]
 
 
-def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
 
 def resume_changes(stored: Config, config: Config) -> tuple[list[str], list[str]]:
     """The settings a resumed run changes, as ``key old -> new``: those that change the training
     data (refused) and the others (named when resuming). ``model.*`` is :func:`check_compatible`'s."""
-    theirs, ours = _flat(stored.to_dict()), _flat(config.to_dict())
+    theirs, ours = flatten_keys(stored.to_dict()), flatten_keys(config.to_dict())
     refused, named = [], []
     for key, value in ours.items():
         old = theirs.get(key)

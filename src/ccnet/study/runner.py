@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import yaml
 
-from ccnet.config import Config, config_from_dict
+from ccnet.config import Config, config_from_dict, flatten_keys
 from ccnet.files import atomic_write_text
 from ccnet.study.plan import StudySettings, run_config
 
@@ -63,15 +63,6 @@ def run_status(path: Path) -> str:
     return "partial" if (path / "checkpoints" / "latest.pt").is_file() else "new"
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
 
 def check_same_config(path: Path, config: Config) -> None:
     """A run folder may only continue (or count as) the run the study asks for now."""
@@ -79,7 +70,7 @@ def check_same_config(path: Path, config: Config) -> None:
     if not stored_path.is_file():
         return
     stored = config_from_dict(yaml.safe_load(stored_path.read_text()) or {})  # fills keys added since
-    theirs, ours = _flatten(stored.to_dict()), _flatten(config.to_dict())
+    theirs, ours = flatten_keys(stored.to_dict()), flatten_keys(config.to_dict())
     for key, value in ours.items():
         if theirs.get(key) != value:
             raise ValueError(
