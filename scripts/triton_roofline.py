@@ -184,6 +184,24 @@ def launches() -> list[Launch]:
     return result
 
 
+def roofline_ms(batch: int, qk_channels: int, channels: int, height: int, width: int, dtype: str,
+                precision: str = "highest") -> dict[str, float]:
+    """Roofline time (ms) of one 2D criss-cross attention call, forward and forward + backward,
+    for inputs of ``dtype`` ("float32" under matmul ``precision``, "bfloat16" or "float16": the
+    same tensor-core peak) with the launcher's tiling: what ``ccnet bench op`` times."""
+    if dtype == "float32":
+        row = DTYPES[0] if precision == "highest" else DTYPES[1]
+    elif dtype in ("bfloat16", "float16"):
+        row = (dtype, *DTYPES[2][1:])
+    else:
+        raise ValueError(f"no roofline for dtype {dtype!r}: float32, bfloat16 or float16")
+    spatial = (height, width)
+    ahead = forward(batch, qk_channels, channels, spatial, row)
+    behind = [delta(batch, channels, spatial, row), *backward(batch, qk_channels, channels, spatial, row)]
+    fwd = sum(launch.time_s for launch in ahead) * 1e3
+    return {"forward_ms": fwd, "forward_backward_ms": fwd + sum(launch.time_s for launch in behind) * 1e3}
+
+
 def markdown(rows: list[Launch]) -> str:
     """The report: one table row per launch, with forward and backward totals."""
     lines = [

@@ -48,3 +48,12 @@ def test_backward_and_delta_units_and_bytes() -> None:
     delta = roofline.delta(8, 512, (97, 97), BF16)
     assert delta.issued_bytes == 8 * 97 * 97 * (2 * 512 * 2 + 4)
     assert delta.bound == "memory" and delta.time_s == pytest.approx(delta.issued_bytes / 4.3e12)
+
+
+def test_roofline_ms_adds_the_launches_of_one_call() -> None:
+    times = roofline.roofline_ms(8, 64, 512, 97, 97, "bfloat16")
+    rows = [r for r in roofline.launches() if r.batch == 8 and r.dtype == "bfloat16"]
+    assert times["forward_ms"] == pytest.approx(sum(r.time_s for r in rows[:2]) * 1e3)
+    assert times["forward_backward_ms"] == pytest.approx(sum(r.time_s for r in rows) * 1e3)
+    with pytest.raises(ValueError, match="float64"):
+        roofline.roofline_ms(1, 64, 512, 97, 97, "float64")
