@@ -19,10 +19,10 @@ Counted per launch, from the kernels' code (``ccnet.ops.criss_cross_triton_kerne
 
 Roofline time: the larger of compute time (each product's FLOPs over the peak of the unit it
 runs on) and memory time (issued bytes over the copy bandwidth); ``t_unique`` the same with the
-unique bytes. Peaks (:data:`PEAKS`): bfloat16 tensor cores at the 790 TFLOP/s measured on the
-project's H200 (an 8192^3 bf16 matrix product); TF32 tensor cores 494 TFLOP/s and FP32
-(non-tensor) 67 TFLOP/s from NVIDIA's H200 datasheet (H200 SXM; TF32's 989 is with sparsity, half
-of it dense); memory 4.3 TB/s, a device-to-device copy measured there, bytes read plus written.
+unique bytes. Peaks (:data:`PEAKS`, :data:`BANDWIDTH`; their sources in the report): bfloat16
+tensor cores as an 8192^3 bf16 matrix product measured on the project's H200, TF32 (dense, half
+the sparse figure) and FP32 (non-tensor) from NVIDIA's H200 SXM datasheet, memory as a
+device-to-device copy measured there (bytes read plus written).
 
     python scripts/triton_roofline.py --report docs/triton-roofline.md --json docs/triton-roofline.json
 """
@@ -57,6 +57,7 @@ class Launch:
     batch: int
     dtype: str
     programs: int
+    blocks: dict[str, int] = field(default_factory=dict)  # the launch's BLOCK_* sizes
     useful_flops: float = 0.0
     flops: dict[str, float] = field(default_factory=dict)
     issued_bytes: float = 0.0
@@ -106,7 +107,8 @@ def forward(batch: int, cqk: int, cv: int, spatial: tuple[int, int], dtype: tupl
         block_m, block_n = min(MAX_BLOCKS["m"], _pow2(length)), min(MAX_BLOCKS["n"], _pow2(length))
         block_c = min(MAX_BLOCKS["c"], _pow2(cv), max(16, tiles["forward_mc"] // block_m))
         blocks_m, blocks_c, blocks_n = _cdiv(length, block_m), _cdiv(cv, block_c), _cdiv(length, block_n)
-        launch = Launch(f"forward axis {'HW'[n]}", batch, name, lines * blocks_m * blocks_c)
+        launch = Launch(f"forward axis {'HW'[n]}", batch, name, lines * blocks_m * blocks_c,
+                        {"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_CQ": block_cq, "BLOCK_C": block_c})
         padded_keys, chunks = blocks_n * block_n, _cdiv(cqk, block_cq)
         # per program: energies (BLOCK_M x keys x query/key channels), P @ V (BLOCK_M x keys x BLOCK_C)
         launch.add(unit, launch.programs * 2 * block_m * padded_keys * (chunks * block_cq + block_c))
@@ -132,7 +134,7 @@ def delta(batch: int, cv: int, spatial: tuple[int, int], dtype: tuple) -> Launch
     """``delta = sum_c dO * O``: reads the output and its gradient, writes one float32 per pixel."""
     name, size = dtype[0], dtype[1]
     positions = batch * spatial[0] * spatial[1]
-    launch = Launch("delta", batch, name, _cdiv(positions, 64))
+    launch = Launch("delta", batch, name, _cdiv(positions, 64), {"BLOCK_P": 64, "BLOCK_C": min(32, _pow2(cv))})
     launch.add("fp32", 2 * positions * cv)
     launch.useful_flops = 2 * positions * cv
     launch.issued_bytes = launch.unique_bytes = positions * (2 * cv * size + 4)
@@ -151,7 +153,8 @@ def backward(batch: int, cqk: int, cv: int, spatial: tuple[int, int], dtype: tup
         block_n = min(MAX_BLOCKS["n"] if block_l <= 64 else tiles["backward_n"] if block_l <= 128 else 16, block_l)
         block_c = min(MAX_BLOCKS["backward_c"], tiles["backward_c"] if block_l <= 128 else 32, _pow2(cv))
         blocks_n, blocks_c = _cdiv(length, block_n), _cdiv(cv, block_c)
-        launch = Launch(f"backward axis {'HW'[n]}", batch, name, lines)
+        launch = Launch(f"backward axis {'HW'[n]}", batch, name, lines,
+                        {"BLOCK_L": block_l, "BLOCK_N": block_n, "BLOCK_CQ": block_cq, "BLOCK_C": block_c})
         tile = blocks_n * block_n * block_l  # padded keys x padded queries, per line
         # energies recomputed; dA^T = V dO^T and dV = A^T dO over the value channels; dK, dQ with dE
         launch.add(unit, lines * 2 * tile * (block_cq + 2 * blocks_c * block_c))

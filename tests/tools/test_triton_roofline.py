@@ -57,3 +57,20 @@ def test_roofline_ms_adds_the_launches_of_one_call() -> None:
     assert times["forward_backward_ms"] == pytest.approx(sum(r.time_s for r in rows) * 1e3)
     with pytest.raises(ValueError, match="float64"):
         roofline.roofline_ms(1, 64, 512, 97, 97, "float64")
+
+
+@pytest.mark.parametrize("dtype", ["float32-highest", "float32-high", "bfloat16"])
+def test_tiling_is_the_launchers(dtype: str) -> None:
+    # the launcher's own launches (recorded on meta tensors, as the compile check does): same
+    # kernels, grids and block sizes as the roofline assumes
+    pytest.importorskip("triton", reason="the triton package is not installed")
+    import triton_compile_check as check
+
+    recorded = check.record(check.Workload("cityscapes-769", 8, 64, 512, (97, 97)), dtype, "nchw")
+    name = {"float32-highest": "float32 (highest)", "float32-high": "float32 (high)"}.get(dtype, dtype)
+    modelled = [r for r in roofline.launches() if r.batch == 8 and r.dtype == name]
+    assert len(recorded) == len(modelled) == 5
+    for (_, kernel, grid, _, kwargs), launch in zip(recorded, modelled, strict=True):
+        assert kernel.__name__ == f"_{launch.kernel.split(' ')[0]}_kernel"
+        assert grid == (launch.programs,), launch.kernel
+        assert {k: kwargs[k] for k in launch.blocks} == launch.blocks, launch.kernel
