@@ -412,6 +412,18 @@ def part_compile_check(ctx: Context) -> Callable[[Runner], dict[str, Any]]:
     return body
 
 
+def triton_roofline_ms(row: dict[str, Any]) -> dict[str, float] | None:
+    """The fused kernels' roofline time on the H200 (scripts/triton_roofline.py, float32 under
+    "highest" matmul precision, the bench's) for one op configuration, or None where it has no
+    model (no ccnet to import, another dtype)."""
+    try:
+        import triton_roofline
+        return triton_roofline.roofline_ms(row["batch"], row["qk_channels"], row["channels"], row["height"],
+                                           row["width"], row.get("dtype", "float32"))
+    except (ImportError, KeyError, ValueError):
+        return None
+
+
 def op_goals(row: dict[str, Any]) -> dict[str, Any] | None:
     """Item 5 of the issue for one op configuration, when the run had a Triton candidate: forward+
     backward at least 3x mmcv's and 2x the autograd function's speed, peak memory at most half
@@ -426,6 +438,10 @@ def op_goals(row: dict[str, Any]) -> dict[str, Any] | None:
     if function is not None:
         goals["speedup_vs_function"] = function["forward_backward_ms"] / fused["forward_backward_ms"]
         goals["speedup_vs_function_met"] = goals["speedup_vs_function"] >= 2
+    roofline = triton_roofline_ms(row)
+    if roofline is not None:
+        goals["roofline_forward_backward_ms"] = roofline["forward_backward_ms"]
+        goals["roofline_fraction"] = roofline["forward_backward_ms"] / fused["forward_backward_ms"]
     if "forward_backward_peak_mb" in fused:
         better = min(ops[n]["forward_backward_peak_mb"] for n in ("official", "mmcv") if n in ops)
         goals["memory_vs_better_baseline"] = fused["forward_backward_peak_mb"] / better
@@ -786,6 +802,10 @@ def _part_markdown(part: dict[str, Any]) -> list[str]:
             if "memory_vs_better_baseline" in g:
                 text.append(f"peak memory {g['memory_vs_better_baseline']:.2f}x the better baseline (goal 0.5x: "
                             f"{'met' if g['memory_met'] else 'not met'})")
+            if "roofline_forward_backward_ms" in g:
+                text.append(f"measured {row['ops']['triton']['forward_backward_ms']:.3f} ms against a roofline of "
+                            f"{g['roofline_forward_backward_ms']:.3f} ms on the H200 ({g['roofline_fraction']:.0%} of "
+                            "roofline speed; docs/triton-roofline.md)")
             lines.append(f"- triton, {row['batch']}x{row['channels']}x{row['height']}x{row['width']} {row['layout']} "
                          f"fwd+bwd: " + ", ".join(text))
     elif name == "bench-model" and details:

@@ -181,3 +181,20 @@ def test_failure_reason_picks_the_error_line():
     assert gpu_check.failure_reason("ccnet train: error: config key 'x' unknown\n", 2) == (
         "ccnet train: error: config key 'x' unknown (exit status 2)")
     assert gpu_check.failure_reason("", -9) == "killed by SIGKILL"
+
+
+def test_op_goals_put_the_triton_roofline_next_to_the_measured_time():
+    import triton_roofline
+
+    timing = {"forward_ms": 1.0, "forward_backward_ms": 4.0}
+    row = {"batch": 8, "channels": 512, "qk_channels": 64, "height": 97, "width": 97, "dtype": "bfloat16",
+           "ops": {"triton": dict(timing), "mmcv": {"forward_ms": 3.0, "forward_backward_ms": 12.0}}}
+    goals = gpu_check.op_goals(row)
+    expected = triton_roofline.roofline_ms(8, 64, 512, 97, 97, "bfloat16")["forward_backward_ms"]
+    assert goals["roofline_forward_backward_ms"] == expected
+    assert goals["roofline_fraction"] == expected / 4.0
+    assert "roofline_fraction" not in gpu_check.op_goals({**row, "dtype": "float64"})
+    part = {"name": "bench-bfloat16", "status": "pass", "details": {
+        "matmul_gflops": 1.0, "markdown": "", "claims": [], "op": [{**row, "layout": "nchw", "goals": goals}]}}
+    text = "\n".join(gpu_check._part_markdown(part))
+    assert f"measured 4.000 ms against a roofline of {expected:.3f} ms on the H200" in text
