@@ -129,11 +129,14 @@ def test_errors_are_one_line(tmp_path, cache):
         CCNet.from_pretrained(tmp_path / "missing", revision="v2")
 
 
-def test_without_the_extra(monkeypatch, cache):
+def test_without_the_extra(tmp_path, monkeypatch, cache, capsys):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails as if not installed
     with pytest.raises(OSError, match=r"needs huggingface_hub: pip install 'ccnet-pytorch\[hub\]'"):
         CCNet.from_pretrained("org/tiny")
-    assert main(["push-to-hub", "no-such-folder", "org/tiny"]) == 2
+    folder = _tiny().save_pretrained(tmp_path / "m")
+    assert main(["push-to-hub", str(folder), "org/tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pip install 'ccnet-pytorch[hub]'" in err, err
 
 
 def test_hf_hub_offline_environment_is_respected(tmp_path):
