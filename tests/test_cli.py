@@ -16,7 +16,8 @@ TINY = [
 ]
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "convert", "export", "prepare", "demo"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "convert", "export", "prepare", "demo",
+                                     "push-to-hub"])
 def test_every_option_is_explained(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

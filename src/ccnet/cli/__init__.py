@@ -18,6 +18,7 @@ from ccnet.cli import (
     demo,
     evaluate,
     explore,
+    hub,
     interop,
     predict,
     prepare,
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_parser(sub)
     prepare.add_parser(sub)
     interop.add_parsers(sub)
+    hub.add_parser(sub)
     bench.add_parser(sub)
     demo.add_parser(sub)
     visualize_attention.add_parser(sub)

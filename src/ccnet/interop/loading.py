@@ -31,7 +31,14 @@ from ccnet.interop.official import convert_official, convert_official_imagenet
 from ccnet.interop.torchvision import convert_torchvision
 from ccnet.models.ccnet import CCNet
 from ccnet.models.ccnet3d import CCNet3D
-from ccnet.models.hub import CONFIG_NAME, WEIGHTS_NAME, from_pretrained, read_pretrained_config, save_pretrained
+from ccnet.models.hub import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    from_pretrained,
+    read_pretrained_config,
+    resolve_pretrained,
+    save_pretrained,
+)
 from ccnet.models.presets import create_model
 from ccnet.models.resnet import build_resnet
 from ccnet.models.state_dict import WeightsMismatchError, load_state_dict_checked
@@ -153,11 +160,13 @@ def _is_ccnet_dir(path: Path) -> Path | None:
     return None
 
 
-def _read_source(src: str | Path | Mapping[str, Any], fmt: str) -> tuple[Converted | Path, str]:
-    """A ccnet folder (returned as its path) or a converted foreign state dict."""
+def _read_source(src: str | Path | Mapping[str, Any], fmt: str,
+                 revision: str | None = None) -> tuple[Converted | Path, str]:
+    """A ccnet folder (returned as its path; a Hub repo id is downloaded) or a converted foreign
+    state dict."""
     _check_format_name(fmt)
     if isinstance(src, (str, Path)):
-        path = Path(src)
+        path = resolve_pretrained(src, revision)
         folder = _is_ccnet_dir(path) if fmt in ("auto", "ccnet") else None
         if folder is not None:
             return folder, str(folder)
@@ -198,24 +207,27 @@ def _check_num_classes(model_classes: int, num_classes: int | None, source: str,
 
 
 def load_pretrained(src: str | Path | Mapping[str, Any], format: str = "auto", num_classes: int | None = None,
-                    architecture: str | None = None, **overrides: Any):
+                    architecture: str | None = None, revision: str | None = None, **overrides: Any):
     """A ready :class:`~ccnet.models.CCNet` (eval mode) from a checkpoint in any supported format.
 
     Args:
-        src: a ccnet model folder, a weight file, or an already loaded state dict.
+        src: a ccnet model folder, a weight file, an already loaded state dict, or a Hugging
+            Face Hub repo id (``"org/name"``, a ccnet folder pushed with ``push_to_hub``; needs
+            the ``hub`` extra) when no local path of that name exists.
         format: ``"auto"`` (recognised from the keys) or one of :data:`FORMATS` with a full
             model (``"ccnet"``, ``"official"``, ``"mmseg"``).
         num_classes: optional check: an error if the checkpoint's classifier has another size.
         architecture: ``None`` for what the checkpoint holds; ``"CCNet3D"`` for the video model
             built from 2D weights (:meth:`CCNet3D.from_ccnet`), ``"CCNet"`` for the 2D model of
             a CCNet3D folder (the weights are the same).
+        revision: the Hub revision (branch, tag or commit) of a repo id; default main.
         overrides: CCNet settings that do not change the weights (``recurrence=``, ``norm="syncbn"``).
 
     The model carries ``class_names``, ``palette`` (None when the file does not say),
     ``mean``/``std`` (the input normalisation the weights expect, 0..255 RGB) and
     ``pretrained_source``.
     """
-    converted, source = _read_source(src, format)
+    converted, source = _read_source(src, format, revision)
     if isinstance(converted, Path):
         if overrides:
             raise ValueError(f"{converted}: a ccnet model folder is rebuilt from its own config; "

@@ -20,7 +20,7 @@ from typing import Any
 from torch import Tensor
 
 from ccnet.models.ccnet import CCNet
-from ccnet.models.hub import read_pretrained_config
+from ccnet.models.hub import read_pretrained_config, resolve_pretrained
 
 __all__ = ["CCNet3D", "clips_to_frames", "frames_to_clips"]
 
@@ -104,7 +104,8 @@ class CCNet3D(CCNet):
     @classmethod
     def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> CCNet3D:
         """A CCNet3D model folder as saved, or a 2D CCNet folder turned into the video model
-        (:meth:`from_ccnet`); eval mode."""
+        (:meth:`from_ccnet`); eval mode. ``directory`` may also be a Hub repo id (``revision=``)."""
+        directory = resolve_pretrained(directory, kwargs.pop("revision", None))
         if read_pretrained_config(directory).get("architecture", "CCNet") == "CCNet":
             return cls.from_ccnet(CCNet.from_pretrained(directory, **kwargs))
         return super().from_pretrained(directory, **kwargs)

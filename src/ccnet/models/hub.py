@@ -21,6 +21,8 @@ crash never leaves a half-written model behind.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +31,8 @@ import torch
 
 from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD
 from ccnet.files import atomic_directory
+from ccnet.models import hf_hub
+from ccnet.models.model_card import CARD_NAME, model_card
 from ccnet.models.state_dict import load_state_dict_checked
 from ccnet.version import __version__
 
@@ -41,7 +45,10 @@ __all__ = [
     "PretrainedMixin",
     "from_pretrained",
     "is_pretrained_dir",
+    "push_folder_to_hub",
     "read_pretrained_config",
+    "read_run_metrics",
+    "resolve_pretrained",
     "save_pretrained",
 ]
 
@@ -209,14 +216,17 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def from_pretrained(directory: str | Path, model_class: type[ModelT], *,
-                    map_location: str | torch.device = "cpu") -> ModelT:
+                    map_location: str | torch.device = "cpu", revision: str | None = None) -> ModelT:
     """Rebuild a model written by :func:`save_pretrained` as ``model_class``, in eval mode.
+
+    ``directory`` is a local folder or, when no such path exists, a Hugging Face Hub repo id
+    (``"org/name"``, at ``revision``; needs the ``hub`` extra): see :mod:`ccnet.models.hf_hub`.
 
     The returned model also carries ``class_names`` (tuple or None), ``palette`` (tuple of RGB
     tuples or None), ``mean`` and ``std`` (tuples, 0..255 pixel units, RGB) and
     ``pretrained_source`` (dict or None) and ``inference`` (dict or None: see :func:`save_pretrained`).
     """
-    directory = Path(directory)
+    directory = resolve_pretrained(directory, revision)
     document = read_pretrained_config(directory)
     config_path = directory / CONFIG_NAME
     architecture = document.get("architecture", "CCNet")  # folders written before the field: CCNet
@@ -250,6 +260,58 @@ def from_pretrained(directory: str | Path, model_class: type[ModelT], *,
     return model.to(map_location)
 
 
+def resolve_pretrained(src: str | Path, revision: str | None = None) -> Path:
+    """The local folder of ``src``: ``src`` itself when it exists or is not shaped like a Hub repo
+    id, else the snapshot of Hub repo ``src`` at ``revision`` (default: main) holding
+    ``config.json`` and ``model.safetensors`` (downloaded into the standard cache; needs the
+    ``hub`` extra)."""
+    if not hf_hub.is_repo_id(src):
+        if revision is not None:
+            raise ValueError(f"{src}: revision={revision!r} applies to a Hub repo id, not a local path")
+        return Path(src)
+    return hf_hub.download(str(src), revision, (CONFIG_NAME, WEIGHTS_NAME))
+
+
+def read_run_metrics(folder: str | Path) -> dict[str, Any] | None:
+    """The ``metrics.json`` ``ccnet train`` writes next to a run's ``model/`` folder, or None."""
+    path = Path(folder).absolute().parent / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{path}: expected a JSON object of metrics")
+    return metrics
+
+
+def push_folder_to_hub(folder: str | Path, repo_id: str, *, metrics: Mapping[str, Any] | None = None,
+                       revision: str | None = None, private: bool | None = None, token: str | None = None,
+                       commit_message: str | None = None) -> Any:
+    """Upload the ccnet model folder ``folder`` (``model.safetensors``, ``config.json``) to Hub repo
+    ``repo_id`` with a generated model card (``README.md``); the repo is created if missing.
+
+    ``metrics`` default: the run's ``metrics.json`` next to ``folder`` (see :func:`read_run_metrics`).
+    Returns huggingface_hub's commit info.
+    """
+    folder = Path(folder)
+    document = read_pretrained_config(folder)
+    if not (folder / WEIGHTS_NAME).is_file():
+        raise FileNotFoundError(f"{folder / WEIGHTS_NAME}: not found; nothing to push")
+    hf_hub.check_repo_id(repo_id)
+    if metrics is None:
+        metrics = read_run_metrics(folder)
+    card = model_card(document, repo_id, metrics)
+    with tempfile.TemporaryDirectory(prefix="ccnet-push-") as tmp:
+        staging = Path(tmp)
+        for name in (WEIGHTS_NAME, CONFIG_NAME):
+            shutil.copyfile(folder / name, staging / name)
+        (staging / CARD_NAME).write_text(card, encoding="utf-8")
+        return hf_hub.upload(staging, repo_id, revision=revision, private=private, token=token,
+                             commit_message=commit_message)
+
+
 class PretrainedMixin:
     """``save_pretrained`` / ``from_pretrained`` for a model class with a ``config`` dict of its
     constructor arguments and a ``num_classes`` attribute."""
@@ -262,5 +324,18 @@ class PretrainedMixin:
     @classmethod
     def from_pretrained(cls: type[ModelT], directory: str | Path, **kwargs: Any) -> ModelT:
         """The model saved by :meth:`save_pretrained` (eval mode), with ``class_names``,
-        ``palette``, ``mean`` and ``std`` attributes: see :func:`from_pretrained`."""
+        ``palette``, ``mean`` and ``std`` attributes: see :func:`from_pretrained`. ``directory``
+        may also be a Hub repo id (``"org/name"``, ``revision=``)."""
         return from_pretrained(directory, cls, **kwargs)
+
+    def push_to_hub(self, repo_id: str, *, metrics: Mapping[str, Any] | None = None,
+                    revision: str | None = None, private: bool | None = None, token: str | None = None,
+                    commit_message: str | None = None, **save_kwargs: Any) -> Any:
+        """Upload the model (``model.safetensors``, ``config.json``) and a generated model card to
+        Hub repo ``repo_id`` (created if missing; needs the ``hub`` extra). ``metrics``: a run's
+        ``metrics.json`` for the card; ``save_kwargs``: see :meth:`save_pretrained`. Returns the
+        commit info."""
+        with tempfile.TemporaryDirectory(prefix="ccnet-push-") as tmp:
+            folder = save_pretrained(self, Path(tmp) / "model", **save_kwargs)
+            return push_folder_to_hub(folder, repo_id, metrics=metrics or {}, revision=revision,
+                                      private=private, token=token, commit_message=commit_message)
