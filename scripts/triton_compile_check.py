@@ -151,6 +151,18 @@ def record(work: Workload, dtype: str, layout: str, batch: int | None = None) ->
     return launches
 
 
+def _portable(options: dict[str, Any]) -> dict[str, Any]:
+    """Compile options with file paths cut to their names (libdevice lives in the environment's
+    site-packages), so a key is the same in every checkout and environment."""
+    def cut(value: Any) -> Any:
+        if isinstance(value, str) and os.sep in value:
+            return os.path.basename(value)
+        if isinstance(value, (list, tuple)):
+            return type(value)(cut(v) for v in value)
+        return value
+    return {name: cut(value) for name, value in options.items()}
+
+
 def specialise(config: str, kernel: Any, grid: tuple, args: tuple, kwargs: dict, arch: int) -> Launch:
     """The launch as ``kernel[grid](*args, **kwargs)`` would compile it for ``arch``."""
     import triton
@@ -165,7 +177,8 @@ def specialise(config: str, kernel: Any, grid: tuple, args: tuple, kwargs: dict,
     values = {name: (str(value.dtype) if hasattr(value, "data_ptr") else value) for name, value in bound.items()}
     launch = Launch(config, kernel.fn.__name__, tuple(grid), values, signature, constexprs, attrs, options.__dict__)
     text = json.dumps([triton.__version__, kernel.cache_key, signature, repr(sorted(constexprs.items())),
-                       repr(sorted(attrs.items())), repr(sorted(options.__dict__.items())), arch], default=repr)
+                       repr(sorted(attrs.items())), repr(sorted(_portable(options.__dict__).items())), arch],
+                      default=repr)
     launch.key = hashlib.sha256(text.encode()).hexdigest()[:24]
     return launch
 
