@@ -1,6 +1,6 @@
 # Two entry points, each doing all of its own set-up on a fresh machine:
 #   make demo   create .venv, install, run the main job (ccnet train: the synthetic default)
-#   make test   create .venv, install with dev extras, run the test suite; then create
+#   make test   create .venv, install with dev extras, lint (ruff check), run the test suite; then create
 #               .venv-detection (torch + torchvision + pycocotools) and run tests/detection there
 # and two for GPUs (README, "On a GPU"):
 #   make device-wheels   (where PyPI is reachable) the wheels the GPU machine lacks -> .device-wheels/
@@ -45,6 +45,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/ccnet train
 
 test: $(VENV)/.installed $(DET_VENV)/.installed
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n 2 -q
 	$(MAKE) --no-print-directory test-detection
 
