@@ -13,7 +13,7 @@ from scipy import stats
 from ccnet.cli import main
 from ccnet.config import Config
 from ccnet.study.claims import decide
-from ccnet.study.report import decision_row, memory_lines
+from ccnet.study.first_report import CLAIMS, PLOTS
 from ccnet.study.plan import (
     ABLATIONS,
     VARIANTS,
@@ -27,7 +27,7 @@ from ccnet.study.plan import (
     select_variants,
     write_plan,
 )
-from ccnet.study.first_report import CLAIMS, PLOTS
+from ccnet.study.report import decision_row, memory_lines
 from ccnet.study.results import Comparison, RunResult, Summary, read_log
 from ccnet.study.runner import check_same_config, run_dir, run_status, train_one
 from ccnet.study.stats import holm
