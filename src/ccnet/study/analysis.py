@@ -16,8 +16,8 @@ Verdicts:
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,8 @@ from ccnet.study.stats import (
     paired,
     superiority_verdict,
 )
+
+logger = logging.getLogger(__name__)
 
 CEILING_IOU = 0.90
 
@@ -244,8 +246,8 @@ def planned_report(output: Path, command: str = "") -> list[str]:
     return lines
 
 
-def write_planned_report(output: Path, command: str = "", log: Callable[[str], None] = print) -> Path:
+def write_planned_report(output: Path, command: str = "") -> Path:
     path = Path(output) / "report.md"
     atomic_write_text(path, "\n".join(planned_report(output, command)) + "\n")
-    log(f"wrote {path}")
+    logger.info(f"wrote {path}")
     return path

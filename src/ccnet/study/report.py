@@ -9,8 +9,8 @@ at the ceiling? did they differ earlier in training?).
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ from ccnet.study.results import (
     summarize,
 )
 from ccnet.study.runner import read_json, run_dir
+
+logger = logging.getLogger(__name__)
 
 PLOTS = ("miou.png", "cost.png", "curves.png")
 
@@ -449,7 +451,7 @@ def _commands(record: dict) -> str:
     return " and ".join(f"`{command}`" for command in commands)
 
 
-def write_report(output: Path, log: Callable[[str], None] = print) -> Path:
+def write_report(output: Path) -> Path:
     """Write ``output/report.md`` and its plots from the study folder's files (a pre-registered
     study, with ``plan.json``: :mod:`ccnet.study.analysis`)."""
     from ccnet.study.analysis import write_planned_report
@@ -457,7 +459,7 @@ def write_report(output: Path, log: Callable[[str], None] = print) -> Path:
 
     if (Path(output) / PLAN_NAME).is_file():
         record = read_json(Path(output) / "study.json") or {}
-        return write_planned_report(output, f" by {_commands(record)}" if record else "", log=log)
+        return write_planned_report(output, f" by {_commands(record)}" if record else "")
     study = Study(output)
     s = study.settings
     for name, plot in zip(PLOTS, (plot_miou, plot_cost, plot_curves), strict=True):
@@ -548,5 +550,5 @@ def write_report(output: Path, log: Callable[[str], None] = print) -> Path:
               "continues from its checkpoint); `--seeds` adds seeds."]
     path = study.output / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
-    log(f"wrote {path} and {', '.join(PLOTS)}")
+    logger.info(f"wrote {path} and {', '.join(PLOTS)}")
     return path
