@@ -425,7 +425,7 @@ def triton_roofline_ms(row: dict[str, Any]) -> dict[str, float] | None:
 
 
 def op_goals(row: dict[str, Any]) -> dict[str, Any] | None:
-    """Item 5 of the issue for one op configuration, when the run had a Triton candidate: forward+
+    """The Triton goals (docs/goals.md) for one op configuration, when the run had a Triton candidate: forward+
     backward at least 3x mmcv's and 2x the autograd function's speed, peak memory at most half
     the better baseline's."""
     ops = row["ops"]
@@ -471,7 +471,7 @@ def part_bench(ctx: Context, dtype: str) -> Callable[[Runner], dict[str, Any]]:
     if ctx.quick:
         sizes = ["--sizes", "9x7", "--batches", "1", "--channels", "8", "--qk-channels", "4", "--repeats", "1",
                  "--block-size", "9", "7", "--block-channels", "16", "--layouts", "channels_last"]
-    else:  # item 5's sizes; the block at the paper's 97x97, 512 channels
+    else:  # the sizes of docs/goals.md; the block at the paper's 97x97, 512 channels
         sizes = ["--sizes", "cityscapes-769", "--batches", "1", "8", "--channels", "512", "--qk-channels", "64",
                  "--repeats", "10", "--block-size", "97", "97", "--block-channels", "512",
                  "--layouts", "nchw", "channels_last"]
@@ -792,7 +792,8 @@ def _part_markdown(part: dict[str, Any]) -> list[str]:
                          f"{claim['forward_backward_memory_ratio']:.1f}x less forward+backward (paper: 11x)")
         goals = [r for r in details["op"] if "goals" in r]
         if not goals:
-            lines.append("- item 5 goals: no `triton` candidate in this run's `ccnet bench op`: not measured")
+            lines.append("- Triton goals (docs/goals.md): no `triton` candidate in this run's `ccnet bench op`: "
+                         "not measured")
         for row in goals:
             g = row["goals"]
             text = [f"{g['speedup_vs_mmcv']:.2f}x mmcv (goal 3x: {'met' if g['speedup_vs_mmcv_met'] else 'not met'})"]

@@ -56,7 +56,7 @@ def feature_size(name: str) -> tuple[int, int]:
 
 
 def attention_flops(batch: int, channels: int, qk_channels: int, height: int, width: int) -> int:
-    """FLOPs of one criss-cross attention forward as the issue defines them: every position
+    """FLOPs of one criss-cross attention forward as docs/goals.md counts them: every position
     multiplies-and-adds over its H + W - 1 path positions, for the energies (Cq) and the
     aggregation (C)."""
     return 2 * batch * height * width * (height + width - 1) * (qk_channels + channels)
