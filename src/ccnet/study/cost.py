@@ -69,7 +69,7 @@ def measure_costs(configs: dict[str, Config], repeats: int = 5, memory: bool = T
     from ccnet.engine.build import build_criterion
 
     first = next(iter(configs.values()))
-    data = SyntheticContextDataset("train", size=tuple(first.data.synthetic_size), seed=0)
+    data = SyntheticContextDataset("train", size=(first.data.synthetic_size[0], first.data.synthetic_size[1]), seed=0)
     samples = [data[i] for i in range(first.data.batch_size)]
     images = torch.stack([s["image"] for s in samples])
     labels = torch.stack([s["label"] for s in samples])
