@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 
 import pytest
@@ -141,6 +142,7 @@ def test_a_diverged_run_is_recorded_and_kept(tmp_path, monkeypatch):
     from ccnet.engine import trainer
 
     def diverge(self):
+        logging.getLogger("ccnet.engine.trainer").info("training ccl_quadratic: logged")
         raise FloatingPointError("iteration 7: loss is nan; the last good checkpoint is x")
 
     monkeypatch.setattr(trainer.Trainer, "fit", diverge)
@@ -148,6 +150,7 @@ def test_a_diverged_run_is_recorded_and_kept(tmp_path, monkeypatch):
     status = train_one(run_config("ccl_quadratic", 0, StudySettings.quick()), path)
     assert status["status"] == "diverged" and "loss is nan" in status["error"]
     assert run_status(path) == "diverged"
+    assert "training ccl_quadratic: logged" in (path / "train.log").read_text()  # the run's log, not the console
 
     def crash(self):
         raise RuntimeError("out of memory")

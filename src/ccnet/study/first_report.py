@@ -10,8 +10,8 @@ at the ceiling? did they differ earlier in training?).
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ from ccnet.study.results import (
     summarize,
 )
 from ccnet.study.runner import read_json, run_dir
+
+logger = logging.getLogger(__name__)
 
 PLOTS = ("miou.png", "cost.png", "curves.png")
 
@@ -350,7 +352,7 @@ def problem_runs(study: Study) -> list[str]:
 
 
 
-def write_first_report(output: Path, log: Callable[[str], None] = print) -> Path:
+def write_first_report(output: Path) -> Path:
     """Write ``output/report.md`` and its plots from the first study's files."""
     study = Study(output)
     s = study.settings
@@ -444,5 +446,5 @@ def write_first_report(output: Path, log: Callable[[str], None] = print) -> Path
               "continues from its checkpoint); `--seeds` adds seeds."]
     path = study.output / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
-    log(f"wrote {path} and {', '.join(PLOTS)}")
+    logger.info(f"wrote {path} and {', '.join(PLOTS)}")
     return path

@@ -10,8 +10,9 @@ A folder without a plan is the first study: :mod:`ccnet.study.first_report`.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from ccnet.study.plan import PLAN_NAME, PlannedComparison
 from ccnet.study.plots import plot_context_curves, plot_forest
 from ccnet.study.results import RunResult, load_run, read_log, summarize
 from ccnet.study.runner import read_json, run_dir
+
+logger = logging.getLogger(__name__)
 
 BLOCK_BENCH = "block_bench.json"  # a copy of ``ccnet bench block``'s bench.json (docs/benchmarks/block)
 FIGURES = ("forest.png", "context_curves.png")
@@ -248,7 +251,7 @@ def planned_report(output: Path) -> tuple[list[str], list[str], list[Decision], 
     return lines, verdicts, decisions, plan, runs
 
 
-def write_planned_report(output: Path, log: Callable[[str], None] = print) -> Path:
+def write_planned_report(output: Path) -> Path:
     """``report.md``, ``verdicts.md``, ``forest.png`` and ``context_curves.png`` in ``output``."""
     output = Path(output)
     lines, verdicts, decisions, plan, runs = planned_report(output)
@@ -257,14 +260,14 @@ def write_planned_report(output: Path, log: Callable[[str], None] = print) -> Pa
     atomic_write_text(output / VERDICTS_NAME, "\n".join(verdicts) + "\n")
     plot_forest(decisions, output / FIGURES[0])
     plot_context_curves(plan["experiments"], runs, output / FIGURES[1])
-    log(f"wrote {path}, {VERDICTS_NAME} and {', '.join(FIGURES)}")
+    logger.info(f"wrote {path}, {VERDICTS_NAME} and {', '.join(FIGURES)}")
     return path
 
 
-def write_report(output: Path, log: Callable[[str], None] = print) -> Path:
+def write_report(output: Path) -> Path:
     """Write the report of the study folder ``output`` (pre-registered with ``plan.json``, or the first study)."""
     if (Path(output) / PLAN_NAME).is_file():
-        return write_planned_report(output, log=log)
+        return write_planned_report(output)
     from ccnet.study.first_report import write_first_report
 
-    return write_first_report(output, log=log)
+    return write_first_report(output)
