@@ -22,7 +22,7 @@ def study_config(settings: dict[str, Any], overrides: Iterable[str], seed: int =
     overrides: the default job with those changes."""
     from ccnet.study.plan import StudySettings
 
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()
               if k in StudySettings.__dataclass_fields__}
     config = Config()
     config.seed = seed
@@ -74,7 +74,8 @@ def key_distances(config: Config, scenes: int = SCENES) -> Distances:
         for obj in layout["grey_objects"]:
             own = [key for key in keys if len(keys) == 1 or key[3] == obj[3]]
             gaps += [_gap((ky, kx, k, k), obj[1]) for ky, kx, k, *_ in own[:1]]
-    return Distances(tuple(gaps), tuple(config.data.synthetic_size))
+    size = config.data.synthetic_size
+    return Distances(tuple(gaps), (int(size[0]), int(size[1])))
 
 
 def neutral_command(command: str) -> str:
