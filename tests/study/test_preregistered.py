@@ -20,6 +20,6 @@ def test_the_committed_plan_is_the_plan_the_code_builds():
 def test_the_committed_report_and_verdicts_render_from_the_committed_runs(tmp_path):
     out = tmp_path / "study"
     shutil.copytree(COMMITTED, out, ignore=shutil.ignore_patterns("*.md", "*.png"))
-    write_report(out, log=lambda _: None)
+    write_report(out)
     for name in ("report.md", "verdicts.md"):
         assert (out / name).read_text() == (COMMITTED / name).read_text(), name
