@@ -23,3 +23,12 @@ def test_the_committed_report_and_verdicts_render_from_the_committed_runs(tmp_pa
     write_report(out)
     for name in ("report.md", "verdicts.md"):
         assert (out / name).read_text() == (COMMITTED / name).read_text(), name
+
+
+def test_readme_shows_the_generated_verdicts_table():
+    import re
+
+    readme = (COMMITTED.parents[2] / "README.md").read_text()
+    block = re.search(r"<!-- verdicts: [^>]*-->\n(.*?)<!-- /verdicts -->", readme, re.S)
+    assert block, "README.md has no verdicts block"
+    assert block.group(1) == (COMMITTED / "verdicts.md").read_text(), "run python scripts/readme_verdicts.py"
