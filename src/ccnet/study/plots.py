@@ -42,6 +42,15 @@ def _sd_pct(summary: Summary) -> float:
     return 0.0 if math.isnan(summary.sd) else 100 * summary.sd
 
 
+def _mean_sd_band(ax: Any, iterations: list[int], summaries: list[Any], label: str) -> None:
+    """One curve of means (in %) with a shaded ± sd band in the curve's colour."""
+    means = [100 * s.mean for s in summaries]
+    sds = [_sd_pct(s) for s in summaries]
+    line = ax.plot(iterations, means, marker="o", markersize=3, label=label)[0]
+    ax.fill_between(iterations, [m - d for m, d in zip(means, sds, strict=True)],
+                    [m + d for m, d in zip(means, sds, strict=True)], color=line.get_color(), alpha=0.15)
+
+
 # -- the pre-registered study ----------------------------------------------------------------------
 def plot_forest(decisions: Sequence[Decision], path: Path) -> None:
     """One row per paired comparison: every seed's difference (dots), the mean and its 95% interval
@@ -83,11 +92,7 @@ def plot_context_curves(experiments: Sequence[Mapping[str, Any]], runs: Mapping[
             if not iterations:
                 continue
             summaries = [curve_values(variant_runs, it, 2) for it in iterations]
-            means = [100 * s.mean for s in summaries]
-            sds = [_sd_pct(s) for s in summaries]
-            line = ax.plot(iterations, means, marker="o", markersize=3, label=row["label"])[0]
-            ax.fill_between(iterations, [m - s for m, s in zip(means, sds, strict=True)],
-                            [m + s for m, s in zip(means, sds, strict=True)], color=line.get_color(), alpha=0.15)
+            _mean_sd_band(ax, iterations, summaries, row["label"])
         ax.set_xlabel("iteration")
         ax.set_ylabel("context-class IoU (%)")
         ax.set_title(experiment["title"], fontsize=9)
@@ -148,11 +153,7 @@ def plot_curves(study: Study, path: Path) -> None:
             if not iterations:
                 continue
             summaries = [curve_values(runs, iteration, 1) for iteration in iterations]
-            means = [100 * s.mean for s in summaries]
-            sds = [_sd_pct(s) for s in summaries]
-            line = ax.plot(iterations, means, marker="o", markersize=3, label=label)[0]
-            ax.fill_between(iterations, [m - s for m, s in zip(means, sds, strict=True)],
-                            [m + s for m, s in zip(means, sds, strict=True)], color=line.get_color(), alpha=0.15)
+            _mean_sd_band(ax, iterations, summaries, label)
         ax.set_xlabel("iteration")
         ax.set_ylabel("validation mIoU (%)")
         ax.set_title(ablation.title, fontsize=9)
