@@ -145,7 +145,8 @@ def export_onnx(model_or_dir: nn.Module | str | Path, path: str | Path, opset: i
         model_or_dir: a CCNet, or anything :func:`ccnet.interop.load_pretrained` reads.
         path: the ``.onnx`` file to write (written atomically: a temporary file, then a rename).
         opset: ONNX opset, 17 or newer.
-        height, width: the example input size used for tracing and checking.
+        height: the example input height used for tracing and checking.
+        width: the example input width used for tracing and checking.
         check: run the file in onnxruntime on the example size and on an odd, non-square size
             (batch 2) and require ``|onnx - eager| <= atol + rtol * |eager|`` everywhere;
             raises :class:`OnnxCheckError` (and writes nothing) otherwise.

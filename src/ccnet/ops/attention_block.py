@@ -59,8 +59,9 @@ def criss_cross_block(x: Tensor, query_weight: Tensor, query_bias: Tensor | None
 
     Args:
         x: ``(B, C, H, W)`` or ``(B, C, T, H, W)``, NCHW or channels-last.
-        query_weight, key_weight: ``(Cq, C, 1, 1[, 1])``; value_weight: ``(C, C, 1, 1[, 1])``; biases
-            of matching length (or None).
+        query_weight: ``(Cq, C, 1, 1[, 1])``, with a bias of matching length (or None).
+        key_weight: ``(Cq, C, 1, 1[, 1])``, with a bias of matching length (or None).
+        value_weight: ``(C, C, 1, 1[, 1])``, with a bias of matching length (or None).
         gamma: the residual weight, shape ``(1,)``.
         backend: the attention's implementation, as in :func:`criss_cross_attention`; the block runs as
             one op when it resolves to ``"function"`` (the default), as the composition otherwise.
