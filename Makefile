@@ -17,7 +17,7 @@ DET_VENV := .venv-detection
 DET_PY := $(DET_VENV)/bin/python
 DETECTION_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-detection lint clean venv venv-detection figures device-wheels gpu-check triton-compile-check
+.PHONY: demo test test-detection docs venv-docs lint clean venv venv-detection figures device-wheels gpu-check triton-compile-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,10 +41,29 @@ $(DET_VENV)/.installed: pyproject.toml | $(DET_PY)
 
 venv-detection: $(DET_VENV)/.installed
 
+# The documentation site (mkdocs.yml): griffe reads src/ statically, so this venv needs no torch.
+DOCS_VENV := .venv-docs
+DOCS_PY := $(DOCS_VENV)/bin/python
+DOCS_PINS ?= mkdocs==1.6.1 mkdocs-material==9.8.1 mkdocstrings==1.0.8 mkdocstrings-python==2.0.11
+
+$(DOCS_PY):
+	$(PYTHON) -m venv $(DOCS_VENV)
+
+$(DOCS_VENV)/.installed: Makefile | $(DOCS_PY)
+	$(DOCS_PY) -m pip install --quiet $(DOCS_PINS)
+	touch $@
+
+venv-docs: $(DOCS_VENV)/.installed
+
+# site/ (ignored by git); --strict fails on a broken link, a missing page or an unresolved API name.
+docs: $(DOCS_VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/ccnet train
 
 test: $(VENV)/.installed $(DET_VENV)/.installed
+	$(MAKE) --no-print-directory docs
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -n 2 -q
