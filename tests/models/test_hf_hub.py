@@ -94,6 +94,9 @@ def test_revision_reads_its_ref(tmp_path, cache):
     folder = model.save_pretrained(tmp_path / "m")
     _lay_out(cache, "org/tiny", folder, ref="v1", commit="f" * 40)
     assert CCNet.from_pretrained("org/tiny", revision="v1").config == model.config
+    assert CCNet.from_pretrained("org/tiny", revision="f" * 40).config == model.config  # a commit hash
+    with pytest.raises(FileNotFoundError, match="org/tiny@" + "e" * 40):
+        CCNet.from_pretrained("org/tiny", revision="e" * 40)  # a commit not in the cache
     with pytest.raises(FileNotFoundError, match="org/tiny"):
         CCNet.from_pretrained("org/tiny")  # no refs/main in the cache, and offline
 
