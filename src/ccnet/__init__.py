@@ -1,7 +1,8 @@
 """ccnet-pytorch: CCNet (criss-cross attention for semantic segmentation) in PyTorch.
 
-Subpackages: :mod:`ccnet.ops` (functional operators), :mod:`ccnet.nn` (layers),
-:mod:`ccnet.models` (backbones, CCNet, presets), :mod:`ccnet.losses`, :mod:`ccnet.viz` (attention maps).
+Subpackages: [`ccnet.ops`][ccnet.ops] (functional operators), [`ccnet.nn`][ccnet.nn] (layers),
+[`ccnet.models`][ccnet.models] (backbones, CCNet, presets), [`ccnet.losses`][ccnet.losses],
+[`ccnet.viz`][ccnet.viz] (attention maps).
 """
 
 from ccnet import losses, models, nn, ops, viz
