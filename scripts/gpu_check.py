@@ -79,7 +79,7 @@ INJECTED = {
                 "time.sleep(3600)']); print('started', child.pid, flush=True); time.sleep(3600)"),
 }
 INJECTED_TIMEOUT_S = 2.0
-# The GPU machine's limit on one command (README, "On a GPU"): every part's limit together stays a
+# The GPU machine's limit on one command (docs/guide/benchmarks.md, "On a GPU"): every part's limit together stays a
 # minute under it, for the machine's start and the transfers.
 GPU_COMMAND_SECONDS = 600
 ARCHIVE = "gpu-check-files.tar.gz"

@@ -41,7 +41,7 @@ What each CCNet variant can do with that:
 * R=1: a pixel attends to its row and column: it sees the key directly from the aligned objects
   (one hop), and elsewhere the conv features where its row and column cross the key's column and
   row, a few cells from the key. Measured: R=1 lands between R=0 and R=2 and varies with the
-  seed (the README's "The default job" section has the numbers and the command).
+  seed ("The default job" in docs/guide/getting-started.md has the numbers and the command).
 * R=2: the first loop writes the key into every pixel of the key's row and column; the second
   reads it where the grey pixel's row and column cross them: every grey pixel can see the key.
 
