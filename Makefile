@@ -2,7 +2,7 @@
 #   make demo   create .venv, install, run the main job (ccnet train: the synthetic default)
 #   make test   create .venv, install with dev extras, lint (ruff check), type-check (mypy), run the test suite; then create
 #               .venv-detection (torch + torchvision + pycocotools) and run tests/detection there
-# and two for GPUs (README, "On a GPU"):
+# and two for GPUs (docs/guide/benchmarks.md, "On a GPU"):
 #   make device-wheels   (where PyPI is reachable) the wheels the GPU machine lacks -> .device-wheels/
 #   make gpu-check       (on the GPU machine, no .venv, no network) everything measured there -> $OUT
 PYTHON ?= python3
@@ -74,7 +74,7 @@ test: $(VENV)/.installed $(DET_VENV)/.installed
 test-detection: $(DET_VENV)/.installed
 	$(DET_PY) -m pytest -n 2 -q tests/detection tests/fake_cuda
 
-# The README's attention figures (docs/figures/), from the default job's model (trained first if missing).
+# The attention figures (docs/figures/), from the default job's model (trained first if missing).
 figures: $(VENV)/.installed
 	$(PY) docs/figures/make_figures.py
 
@@ -89,7 +89,7 @@ GPU_PYTHON ?= python3
 gpu-check:
 	$(GPU_PYTHON) scripts/gpu_check.py $(if $(OUT),--output "$(OUT)") $(GPU_CHECK_ARGS)
 
-# The Triton kernels compiled for sm_90 and sm_80 without a GPU; the README's table (docs/triton-compile.md).
+# The Triton kernels compiled for sm_90 and sm_80 without a GPU; the table in docs/triton-compile.md.
 # make test runs the --quick set (tests/tools/test_triton_compile_check.py).
 TRITON_COMPILE_ONLY ?= cityscapes-769 8x|camvid|cuda-test 1x64x40
 triton-compile-check: $(VENV)/.installed
