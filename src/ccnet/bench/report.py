@@ -1,4 +1,4 @@
-"""Benchmark results as Markdown tables (for the README), JSON and a PNG plot."""
+"""Benchmark results as Markdown tables (for the docs and README), JSON and a PNG plot."""
 
 from __future__ import annotations
 
