@@ -44,7 +44,7 @@ def read_yaml(text: str) -> Any:
 
 @dataclass
 class ModelConfig:
-    """Arguments of :class:`ccnet.models.CCNet` (``num_classes`` comes from the dataset).
+    """Arguments of `ccnet.models.CCNet` (``num_classes`` comes from the dataset).
 
     The defaults are the CPU-sized model of the embedded default job; the published configs
     under ``configs/`` set every key of this section explicitly.
@@ -167,8 +167,8 @@ VIDEO_DATASETS = ("camvid_video", "synthetic_video")
 
 @dataclass
 class VideoConfig:
-    """Clips, for the video datasets (``data.dataset`` in :data:`VIDEO_DATASETS`; the model is
-    then :class:`ccnet.models.CCNet3D` with the ``model`` settings)."""
+    """Clips, for the video datasets (``data.dataset`` in `VIDEO_DATASETS`; the model is
+    then `ccnet.models.CCNet3D` with the ``model`` settings)."""
 
     clip_length: int = 5  # T frames per clip (the TPAMI CamVid setting)
     clip_stride: int = 1  # training clips start every N annotated frames (1..clip_length)
@@ -184,7 +184,7 @@ class VideoConfig:
 @dataclass
 class DetectionConfig:
     """Mask R-CNN with a context block in its ResNet-FPN backbone (``task: detection``; the code is
-    :mod:`ccnet.detection`, which needs the ``[detection]`` extra: torchvision and pycocotools).
+    `ccnet.detection`, which needs the ``[detection]`` extra: torchvision and pycocotools).
 
     The block sits right before the last residual block of ``layer3`` (res4), where the non-local
     paper puts its block; data come from ``data.root`` in the COCO layout
@@ -357,7 +357,7 @@ def apply_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> C
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:
-    """Rebuild a :class:`Config` from :meth:`Config.to_dict` output (e.g. stored in a checkpoint)."""
+    """Rebuild a `Config` from `Config.to_dict` output (e.g. stored in a checkpoint)."""
     config = Config()
     _apply(config, values)
     return config

@@ -196,7 +196,7 @@ def load_torch_file(path: str | Path, map_location: str | torch.device = "cpu", 
 
     ``what`` names the expected content in messages ("checkpoint", "weight file"); ``mmap`` maps
     the tensors instead of reading them (cheap when only small entries are wanted). Errors:
-    ``FileNotFoundError`` (missing), :class:`UnsafeFileError` (a folder, truncated or corrupt, not
+    ``FileNotFoundError`` (missing), `UnsafeFileError` (a folder, truncated or corrupt, not
     a PyTorch file, or pickled objects other than tensors and plain containers, which are never
     unpickled). PyTorch's own text about ``weights_only`` is never passed on.
     """

@@ -1,2 +1,2 @@
 """Optional applications on top of ccnet; each needs its extra (``pip install 'ccnet-pytorch[app]'``
-for :mod:`ccnet.app.explorer`, the ``ccnet explore`` page). Importing this package needs none."""
+for `ccnet.app.explorer`, the ``ccnet explore`` page). Importing this package needs none."""

@@ -5,7 +5,7 @@ the prediction overlay with its class names and colours, click a pixel to see wh
 attention looks after each loop. Gradio, on the CPU, offline: analytics off, no share link, the
 theme's fonts served by the app itself, bound to 127.0.0.1 unless told otherwise.
 
-Each image is run through the model once (:func:`ccnet.viz.record_attention` keeps every loop's
+Each image is run through the model once (`ccnet.viz.record_attention` keeps every loop's
 weights); a click only composes the maps of one pixel, which takes milliseconds.
 """
 

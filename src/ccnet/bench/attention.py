@@ -3,7 +3,7 @@ CUDA with triton installed, our fused Triton kernels), and the RCCA block agains
 blocks (the paper's cost claims).
 
 Every number is measured in the same process and run; ratios are taken pair by pair between
-candidates timed round-robin (see :mod:`ccnet.bench.measure`).
+candidates timed round-robin (see `ccnet.bench.measure`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ BASELINES = ("official", "mmcv")
 
 
 def candidate_ops(device: torch.device) -> dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]]:
-    """:data:`OPS`, plus ``"triton"`` (our op with ``backend="triton"``) on CUDA when triton is
+    """`OPS`, plus ``"triton"`` (our op with ``backend="triton"``) on CUDA when triton is
     installed: it is measured against the same baselines and against ``ccnet``, our default."""
     ops = dict(OPS)
     if device.type == "cuda" and triton_available():
@@ -46,7 +46,7 @@ def candidate_ops(device: torch.device) -> dict[str, Callable[[Tensor, Tensor, T
 
 
 def feature_size(name: str) -> tuple[int, int]:
-    """``(H, W)`` of a named feature size (:data:`FEATURE_SIZES`) or of ``"HxW"`` (e.g. ``"13x11"``)."""
+    """``(H, W)`` of a named feature size (`FEATURE_SIZES`) or of ``"HxW"`` (e.g. ``"13x11"``)."""
     if name in FEATURE_SIZES:
         return FEATURE_SIZES[name]
     parts = name.lower().split("x")
@@ -130,7 +130,7 @@ def op_benchmark(
     check: bool = True,
 ) -> list[dict[str, Any]]:
     """Forward and forward+backward time, GFLOP/s and peak memory of every op of
-    :func:`candidate_ops`, per feature size, batch, channel count and input layout (all ops get
+    `candidate_ops`, per feature size, batch, channel count and input layout (all ops get
     the same tensors). Returns one row per configuration."""
     device = torch.device(device)
     ops = candidate_ops(device)
@@ -290,8 +290,8 @@ def block_comparison(
     memory: bool = True,
 ) -> list[dict[str, Any]]:
     """The RCCA block (``recurrence`` loops, shared weights) in a model of the given layout: our
-    :class:`CrissCrossAttention` against the same weights composed with our op, the official and
-    the mmcv algorithm (:data:`BLOCK_VARIANTS`; on CUDA with triton also with our Triton op).
+    `CrissCrossAttention` against the same weights composed with our op, the official and
+    the mmcv algorithm (`BLOCK_VARIANTS`; on CUDA with triton also with our Triton op).
     Forward and forward+backward time (round-robin) and peak memory per batch size; one row per
     batch with our ratios. Half-precision ``dtype`` runs under autocast, as mixed-precision training
     does (our block then runs as the composition: the one-op block is for float32/float64)."""

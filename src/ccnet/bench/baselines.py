@@ -1,7 +1,7 @@
 """The criss-cross attention implementations people use today, re-expressed for comparison.
 
 Each takes ``query, key: (B, Cq, H, W)`` and ``value: (B, C, H, W)`` and returns the
-aggregation ``out`` (no ``gamma``, no residual), like :func:`ccnet.ops.criss_cross_attention`.
+aggregation ``out`` (no ``gamma``, no residual), like `ccnet.ops.criss_cross_attention`.
 They follow the published algorithms step by step, copies and all, because those steps are what
 costs time and memory; they are not used by the library itself.
 """

@@ -11,7 +11,7 @@
   only memory allocated inside the call counts: the inputs are excluded. (On CUDA, memory that
   the call frees but did not allocate nets out against its own: callers free such tensors
   before, as the benchmark runners do with their gradients.)
-* FLOPs: :class:`torch.utils.flop_counter.FlopCounterMode`, an independent counter of the
+* FLOPs: `torch.utils.flop_counter.FlopCounterMode`, an independent counter of the
   matmuls/convolutions actually dispatched.
 """
 
@@ -59,9 +59,9 @@ def compare_times(
     repeats: int = 10,
     min_seconds: float = 0.0,
 ) -> dict[str, list[float]]:
-    """Times in milliseconds of each candidate (:func:`time_call_ms`), measured round-robin.
+    """Times in milliseconds of each candidate (`time_call_ms`), measured round-robin.
 
-    Runs ``warmup`` untimed rounds (at least :data:`CUDA_MIN_WARMUP` on CUDA), then at least
+    Runs ``warmup`` untimed rounds (at least `CUDA_MIN_WARMUP` on CUDA), then at least
     ``repeats`` timed rounds (more until ``min_seconds`` have passed). Returns every sample, per
     candidate.
     """

@@ -1,12 +1,12 @@
 """SyncBatchNorm: ours (any device, two all-reduces each way) against PyTorch's on CUDA.
 
-:func:`sync_batchnorm_benchmark` times one training step (forward + backward) of a head-sized
+`sync_batchnorm_benchmark` times one training step (forward + backward) of a head-sized
 norm + leaky ReLU layer and its peak memory, for each implementation
-:func:`ccnet.nn.convert_sync_batchnorm` can give, in the caller's process group or, without
+`ccnet.nn.convert_sync_batchnorm` can give, in the caller's process group or, without
 one, in a group of one that it sets up and tears down:
 
-* ``ours``: :class:`ccnet.nn.norm.SyncBatchNormAct2d` (CPU/gloo training; always all-reduces).
-* ``native``: :class:`ccnet.nn.norm.NativeSyncBatchNormAct2d`, what CUDA training uses. With one
+* ``ours``: `ccnet.nn.norm.SyncBatchNormAct2d` (CPU/gloo training; always all-reduces).
+* ``native``: `ccnet.nn.norm.NativeSyncBatchNormAct2d`, what CUDA training uses. With one
   process PyTorch skips the synchronisation (plain cuDNN batch norm).
 * ``native-sync-path`` (CUDA, a group of one only): the same layer forced through
   ``nn.SyncBatchNorm``'s multi-process path (statistics kernel, one all-gather, fused
@@ -109,7 +109,7 @@ def sync_batchnorm_benchmark(device: torch.device | str = "cuda", batch: int = 4
 
 
 def sync_batchnorm_table(result: dict[str, Any]) -> str:
-    """Markdown table of :func:`sync_batchnorm_benchmark`'s result, ratios against ``ours``."""
+    """Markdown table of `sync_batchnorm_benchmark`'s result, ratios against ``ours``."""
     ours = next(row for row in result["rows"] if row["name"] == "ours")
     lines = [f"SyncBatchNorm + leaky ReLU, forward + backward, input {tuple(result['shape'])} float32, "
              f"{result['device']}, {result['world_size']} process(es)", "",

@@ -41,7 +41,7 @@ def split_config_and_overrides(items: Sequence[str]) -> tuple[str | None, list[s
 
 
 def config_from_items(items: Sequence[str]):
-    """The :class:`ccnet.config.Config` of ``[CONFIG] [key=value ...]``."""
+    """The `ccnet.config.Config` of ``[CONFIG] [key=value ...]``."""
     from ccnet.config import load_config
 
     path, overrides = split_config_and_overrides(items)
@@ -74,7 +74,7 @@ def check_task(task: str) -> str:
 
 
 def detection_cli():
-    """:mod:`ccnet.detection.cli`, or a one-line error when the ``[detection]`` extra is missing."""
+    """`ccnet.detection.cli`, or a one-line error when the ``[detection]`` extra is missing."""
     try:
         from ccnet.detection import cli
     except ImportError as error:

@@ -1,7 +1,7 @@
 """Datasets of the paper, users' own folders, a synthetic long-range-context dataset, transforms.
 
-Importing :mod:`ccnet.data` loads nothing heavy: each dataset module, and the augmentation stack
-(albumentations, OpenCV) of :mod:`ccnet.data.transforms`, is imported when first used, so that
+Importing `ccnet.data` loads nothing heavy: each dataset module, and the augmentation stack
+(albumentations, OpenCV) of `ccnet.data.transforms`, is imported when first used, so that
 models, export and benchmarks work with PyTorch alone.
 """
 
@@ -49,7 +49,7 @@ def __getattr__(name: str) -> Any:
 
 
 def dataset_class(name: str) -> type[SegmentationDataset]:
-    """The class of dataset ``name`` (a key of :data:`DATASETS`)."""
+    """The class of dataset ``name`` (a key of `DATASETS`)."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
     module, cls = DATASETS[name].split(":")

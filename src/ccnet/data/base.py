@@ -60,18 +60,18 @@ def make_label_map(mapping: dict[int, int] | Iterable[tuple[int, int]], ignore_i
 
 
 class SegmentationDataset(Dataset):
-    """A list of :class:`Sample` read as ``dict(image=(3, H, W) float, label=(H, W) long, name=str)``.
+    """A list of `Sample` read as ``dict(image=(3, H, W) float, label=(H, W) long, name=str)``.
 
     Args:
         samples: the files, in the order they are indexed (subclasses sort them by name).
         info: class names, palette, ignore index and flip pairs of the label set.
         transform: ``(image, label) -> (image tensor, label tensor)``; None applies
-            :func:`ccnet.data.tensors.normalize` (ImageNet mean/std, no resizing). A public
+            `ccnet.data.tensors.normalize` (ImageNet mean/std, no resizing). A public
             attribute: assign ``dataset.transform = ...`` after construction to change it.
         label_map: optional uint8 LUT (256 entries) from raw label values to train ids / ignore.
 
     Augmentation randomness belongs to the transform: seed it per sample with its ``set_seed``
-    (see :mod:`ccnet.data.transforms`) for results independent of loader workers.
+    (see `ccnet.data.transforms`) for results independent of loader workers.
     """
 
     def __init__(

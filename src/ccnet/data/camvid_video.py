@@ -1,6 +1,6 @@
 """CamVid as video: clips of consecutive frames of the SegNet-layout CamVid (the TPAMI setting).
 
-The annotated frames are those of :mod:`ccnet.data.camvid` (``root/{split}/*.png`` with labels
+The annotated frames are those of `ccnet.data.camvid` (``root/{split}/*.png`` with labels
 in ``root/{split}annot/``; 367 train, 101 val, 233 test). Their names say which video they come
 from and where: ``<sequence>_<frame number>`` or ``<sequence>_f<frame number>``; CamVid's four
 sequences are named in four patterns::
@@ -24,7 +24,7 @@ a sequence or a split.
   the SegNet images 360x480) are resized to it.
 
 Any file that does not fit this layout stops the dataset with a one-line error naming it; a gap in
-a sequence's frame numbers (beyond its usual step) is a :class:`~ccnet.data.io.DataWarning`
+a sequence's frame numbers (beyond its usual step) is a `ccnet.data.io.DataWarning`
 naming it.
 """
 
@@ -124,12 +124,12 @@ class CamVidVideo(ClipDataset):
     """CamVid clips (SegNet layout, 11 classes). Splits ``train``, ``val``, ``test``.
 
     Args:
-        root: the SegNet CamVid folder (see :class:`ccnet.data.CamVid`).
+        root: the SegNet CamVid folder (see `ccnet.data.CamVid`).
         clip_length: frames per clip (T; 5 in the TPAMI paper).
         stride: annotated clips start every ``stride`` annotated frames (1..clip_length).
         frames_root: optional folder of all extracted video frames (see the module docstring).
 
-    ``frame_dataset`` is the split's :class:`~ccnet.data.CamVid` (the annotated frames one by
+    ``frame_dataset`` is the split's `ccnet.data.CamVid` (the annotated frames one by
     one, as ``ccnet evaluate --predictions`` scores them).
     """
 

@@ -1,13 +1,13 @@
 """Clips: T frames of one video read as one sample, for CCNet3D.
 
-A :class:`Clip` is a tuple of frames (:class:`~ccnet.data.base.Sample`: an image, its label or
+A `Clip` is a tuple of frames (`ccnet.data.base.Sample`: an image, its label or
 None for a frame without annotation, a name) and, per frame, whether this clip *scores* it.
 Clips overlap (a stride below T), so an annotated frame may sit in several clips; exactly one
 of them scores it (the one where it is nearest the middle, so it gets context from both sides),
 which makes a per-frame evaluation count every annotated frame once, whatever the stride, the
 batch size or the number of ranks.
 
-A :class:`ClipDataset` item is ``{"image": float (3, T, H, W), "label": int64 (T, H, W),
+A `ClipDataset` item is ``{"image": float (3, T, H, W), "label": int64 (T, H, W),
 "score": bool (T,), "name": str}``; frames without annotation carry the ignore label, so the
 loss and the metrics see annotated frames only.
 """
@@ -113,13 +113,13 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class ClipDataset(Dataset):
-    """Clips read frame by frame; a subclass finds the clips and implements :meth:`read_frame`.
+    """Clips read frame by frame; a subclass finds the clips and implements `read_frame`.
 
     Frames without annotation are resized to the size of the clip's annotated frames (extracted
     video frames may be larger than the labelled ones); annotated frames of different sizes in
     one clip are an error naming the file. ``transform``: a clip transform
-    (:class:`ccnet.data.transforms.ClipTransform`: one random draw for the whole clip), or None
-    for :func:`normalize_clip`. Like every dataset's, a public attribute.
+    (`ccnet.data.transforms.ClipTransform`: one random draw for the whole clip), or None
+    for `normalize_clip`. Like every dataset's, a public attribute.
     """
 
     def __init__(self, clips: Sequence[Clip], info: DatasetInfo, transform: ClipPairTransform | None = None) -> None:

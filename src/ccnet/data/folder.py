@@ -73,7 +73,7 @@ class FolderDataset(SegmentationDataset):
     Args:
         root: the dataset folder.
         split: picks ``images/{split}`` when such folders exist; ignored otherwise.
-        transform: see :class:`SegmentationDataset`.
+        transform: see `SegmentationDataset`.
         ignore_index: mask value to ignore (default 255); must not be a class index.
         classes: class names, instead of reading ``root/classes.txt``.
     """

@@ -4,7 +4,7 @@ Every output file is written atomically (temporary file, then rename), so an int
 simply be run again. A file in the way with other content than the one to be written (the
 user's own train ids, a downloaded ``SegmentationClassAug``, an edited ``train_aug.txt``) is never
 replaced unless ``overwrite=True`` (``ccnet prepare --overwrite``): the whole run is refused
-first, before anything is written (:func:`refuse_to_replace`).
+first, before anything is written (`refuse_to_replace`).
 """
 
 from __future__ import annotations

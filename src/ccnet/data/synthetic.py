@@ -164,7 +164,7 @@ class RenderedDataset(Dataset):
     synthetic datasets share. A subclass implements ``render(index) -> (image(s), label(s))``.
 
     ``dataset[index]`` is ``{"image", "label", "name": f"{split}_{index:06d}"}`` after
-    ``transform`` (``default_transform`` when None), plus :meth:`extras`.
+    ``transform`` (``default_transform`` when None), plus `extras`.
     """
 
     default_transform = staticmethod(normalize)
@@ -211,7 +211,7 @@ class RenderedDataset(Dataset):
         return {"image": image_t, "label": label_t, "name": self.samples[index], **self.extras(index)}
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Same as :meth:`render` (the name the evaluator uses)."""
+        """Same as `render` (the name the evaluator uses)."""
         return self.render(index)
 
     def rng(self, index: int) -> np.random.Generator:
@@ -260,7 +260,7 @@ class SyntheticContextDataset(RenderedDataset):
 
     # ------------------------------------------------------------------------------------------
     def layout(self, index: int) -> dict:
-        """The scene description of sample ``index`` (what :meth:`render` paints)."""
+        """The scene description of sample ``index`` (what `render` paints)."""
         return self._layout(self.rng(index))
 
     def _layout(self, rng: np.random.Generator) -> dict:

@@ -1,6 +1,6 @@
 """A synthetic task whose context is pixel-specific: three keys, and each grey object reads its own.
 
-Why it exists: in the one-key task (:mod:`ccnet.data.synthetic`) every grey object takes the colour
+Why it exists: in the one-key task (`ccnet.data.synthetic`) every grey object takes the colour
 of the scene's only key, a colour found nowhere else, so any module with an image-wide summary
 (PPM's 1x1 bin, ASPP's image pooling, a non-local block) hands the answer to every pixel; in the
 two-key task a feature at a key can still encode both its colour and its frame. Here **every scene
@@ -48,7 +48,7 @@ __all__ = ["ColumnsSyntheticDataset"]
 
 class ColumnsSyntheticDataset(SyntheticContextDataset):
     """Scenes with three keys along one edge, each grey object under one key's columns taking its
-    class. Same interface and classes as :class:`SyntheticContextDataset`; ``layout(index)`` has
+    class. Same interface and classes as `SyntheticContextDataset`; ``layout(index)`` has
     ``"keys"``: ``(y, x, side, class)`` of each key left to right, ``"edge"``: ``"top"`` or
     ``"bottom"``, ``"grey_objects"``: ``(key index, (y, x, h, w), ellipse, class)``."""
 

@@ -1,6 +1,6 @@
 """A harder synthetic task: two keys, and each grey object needs its own one.
 
-Why it exists: in :class:`~ccnet.data.synthetic.SyntheticContextDataset` every grey object of a
+Why it exists: in `ccnet.data.synthetic.SyntheticContextDataset` every grey object of a
 scene takes the colour of the scene's single key, so the answer is the same for all of them and
 an image-wide summary is enough: the 1x1 bin of PSPNet's pyramid pooling or the image-level
 branch of ASPP hands it to every pixel at once. The paper's case for attention over pyramid
@@ -43,7 +43,7 @@ KINDS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
 
 class TwoKeySyntheticDataset(SyntheticContextDataset):
     """Scenes with two keys (neutral and sand frames) whose grey objects take the colour of the
-    key of their own tint. Same interface and classes as :class:`SyntheticContextDataset`;
+    key of their own tint. Same interface and classes as `SyntheticContextDataset`;
     ``layout(index)["keys"]`` lists both keys as ``(y, x, side, class, kind)``."""
 
     def _layout(self, rng: np.random.Generator) -> dict:

@@ -9,7 +9,7 @@ Clip (every random draw comes from ``numpy.random.default_rng([seed, crc32(split
 so a clip is a pure function of ``(seed, split, index)``), ``clip_length`` frames of one scene:
 
 * **background** (class 0), **local classes** (1..3: stripes, checker, solid orange) and
-  **grey context objects** (4..6) as in :mod:`ccnet.data.synthetic`: the grey objects look
+  **grey context objects** (4..6) as in `ccnet.data.synthetic`: the grey objects look
   alike whatever their class; every grey object of a clip has the class of the clip's key.
 * **motion**: every object moves in a straight line at up to ``max_speed`` (4%) of the shorter
   side per frame; the background is fixed (a static camera); pixel noise is drawn per frame.
@@ -109,7 +109,7 @@ class SyntheticVideoDataset(RenderedDataset):
 
     # ------------------------------------------------------------------------------------------
     def layout(self, index: int) -> dict:
-        """The clip description of sample ``index`` (what :meth:`render` paints)."""
+        """The clip description of sample ``index`` (what `render` paints)."""
         return self._layout(self.rng(index))
 
     def _track(self, rng: np.random.Generator, region: tuple[int, int, int, int], h: int, w: int,

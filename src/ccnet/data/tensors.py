@@ -1,6 +1,6 @@
 """uint8 image and label arrays -> the tensors a model takes: the last step of every transform.
 
-Kept apart from :mod:`ccnet.data.transforms` so that datasets and inference need neither
+Kept apart from `ccnet.data.transforms` so that datasets and inference need neither
 albumentations nor OpenCV.
 """
 

@@ -4,7 +4,7 @@ Augmentation is done with albumentations; the only code of our own is a horizont
 swaps left/right labels, and the final normalise-to-tensor step.
 
 Seeding. albumentations draws from its own generators, not from ``torch``/``numpy``/``random``
-global state, so :class:`SegmentationTransform` manages them:
+global state, so `SegmentationTransform` manages them:
 
 * by default it (re)seeds itself from ``torch.initial_seed()`` whenever that changes. In a
   DataLoader worker ``torch.initial_seed()`` is ``base_seed + worker_id``, where ``base_seed`` is
@@ -152,7 +152,7 @@ class SegmentationTransform:
 
 
 class ClipTransform(SegmentationTransform):
-    """:class:`SegmentationTransform` for clips: ``(images (T, H, W, 3), labels (T, H, W))`` ->
+    """`SegmentationTransform` for clips: ``(images (T, H, W, 3), labels (T, H, W))`` ->
     ``(float (3, T, h, w), int64 (T, h, w))``.
 
     One random draw (scale, crop position, flip, photometric parameters) applies to every frame
@@ -195,7 +195,7 @@ def build_train_transform(
     normalisation, as the official CCNet code (pads its mean-subtracted image with 0) and
     mmsegmentation (pads the normalised image with 0) do.
 
-    ``clips=True``: a :class:`ClipTransform` (one draw for all frames of a clip).
+    ``clips=True``: a `ClipTransform` (one draw for all frames of a clip).
     """
     height, width = int(crop_size[0]), int(crop_size[1])
     if height <= 0 or width <= 0:

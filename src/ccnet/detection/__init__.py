@@ -4,14 +4,14 @@ Built on torchvision's detection models and on pycocotools (the COCO API): insta
 ``pip install 'ccnet-pytorch[detection]'``. The rest of ccnet does not need either; this package
 is imported only for ``task: detection`` configs.
 
-* :mod:`ccnet.detection.model`: :func:`build_mask_rcnn` (torchvision's ``MaskRCNN`` whose
+* `ccnet.detection.model`: `build_mask_rcnn` (torchvision's ``MaskRCNN`` whose
   ``layer3`` holds the context block: RCCA, non-local or none), weight loading.
-* :mod:`ccnet.detection.data`: :class:`CocoInstances` over ``instances_*.json`` (polygons, RLE,
+* `ccnet.detection.data`: `CocoInstances` over ``instances_*.json`` (polygons, RLE,
   crowd regions), the training augmentation, collation.
-* :mod:`ccnet.detection.evaluate`: detections -> COCO results (RLE masks) -> ``COCOeval``.
-* :mod:`ccnet.detection.visualize`: boxes, masks, class names and scores drawn on the image.
-* :mod:`ccnet.detection.trainer`: :class:`DetectionTrainer`, the engine's trainer for Mask R-CNN.
-* :mod:`ccnet.detection.synthetic`: a long-range-context instance task written as a COCO dataset.
+* `ccnet.detection.evaluate`: detections -> COCO results (RLE masks) -> ``COCOeval``.
+* `ccnet.detection.visualize`: boxes, masks, class names and scores drawn on the image.
+* `ccnet.detection.trainer`: `DetectionTrainer`, the engine's trainer for Mask R-CNN.
+* `ccnet.detection.synthetic`: a long-range-context instance task written as a COCO dataset.
 """
 
 try:

@@ -1,5 +1,5 @@
 """The ``ccnet evaluate|predict`` commands for ``task: detection`` (Mask R-CNN); ``ccnet train``
-uses :class:`DetectionTrainer` in place of the segmentation trainer.
+uses `DetectionTrainer` in place of the segmentation trainer.
 
 ``ccnet.cli`` calls these when the config (or the checkpoint's stored config) says
 ``task: detection``; the argument parsing is the commands' own.

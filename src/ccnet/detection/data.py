@@ -5,7 +5,7 @@ decodes them). Crowd regions (``iscrowd: 1``) are left out of the training targe
 torchvision's and Detectron2's COCO loaders do; ``COCOeval`` reads them from the same file and
 ignores detections that fall on them. Category ids (sparse in COCO: 1..90) map to contiguous
 labels 1..K in file order of ``categories`` sorted by id; label 0 is torchvision's background.
-The whole file is checked when it is opened (:mod:`ccnet.detection.validate`).
+The whole file is checked when it is opened (`ccnet.detection.validate`).
 
 The training augmentation is the Detectron one: a horizontal flip (here), and the resize to the
 shorter side ``min_size`` (one of several, for multi-scale training) capped at ``max_size``,
@@ -44,7 +44,7 @@ def annotation_file(root: str | Path, split: str) -> Path:
 
 def load_coco(path: str | Path) -> tuple[COCO, CocoCheck]:
     """A ``pycocotools.coco.COCO`` index of an instances file, every entry checked first
-    (:func:`ccnet.detection.validate.check_instances`: one-line errors naming the file, the entry
+    (`ccnet.detection.validate.check_instances`: one-line errors naming the file, the entry
     and the field), and what to leave out of the training targets."""
     path = Path(path)
     if not path.is_file():
@@ -77,7 +77,7 @@ def _palette(n: int) -> tuple[tuple[int, int, int], ...]:
 def train_transform(flip: bool = True) -> Callable[[Any, Target], tuple[Any, Target]]:
     """The training augmentation on (image, target) with torchvision's v2 transforms: horizontal
     flip with probability 0.5 (boxes and masks follow). Draws from torch's RNG, which
-    :class:`ccnet.engine.sampling.SeededDataset` seeds per sample (exact resume)."""
+    `ccnet.engine.sampling.SeededDataset` seeds per sample (exact resume)."""
     return v2.Compose([v2.RandomHorizontalFlip(0.5)] if flip else [v2.Identity()])
 
 
@@ -86,7 +86,7 @@ class CocoInstances(Dataset):
 
     ``dataset[i]`` is ``{"image": float (3, H, W) in 0..1, "target": {"boxes": (N, 4) xyxy,
     "labels": (N,), "masks": uint8 (N, H, W)}, "image_id": int, "name": str}`` with crowd regions
-    and what the file check leaves out (:mod:`ccnet.detection.validate`: empty boxes, boxes or
+    and what the file check leaves out (`ccnet.detection.validate`: empty boxes, boxes or
     polygons outside the image, invalid polygons; one warning with the counts). ``train=True``
     also skips images without any object (Detectron's filter). ``max_images`` keeps the first
     images (by id). ``transform`` takes and returns ``(tv_tensors.Image, target)`` with

@@ -66,7 +66,7 @@ def to_coco_results(output: dict[str, torch.Tensor], image_id: int, category_ids
 
 def load_results(path: str | Path, coco_gt: COCO) -> list[dict[str, Any]]:
     """A COCO results JSON (of any tool), every entry checked against ``coco_gt``'s images and
-    categories (:func:`ccnet.detection.validate.check_results`: one line naming the file, the
+    categories (`ccnet.detection.validate.check_results`: one line naming the file, the
     entry and the field)."""
     from ccnet.detection.validate import check_results
 
@@ -154,9 +154,9 @@ def format_metrics(metrics: dict[str, dict[str, float]]) -> str:
 @torch.inference_mode()
 def evaluate_model(model: nn.Module, dataset: Any, *, device: torch.device | str = "cpu", progress: bool = True,
                    num_workers: int = 0) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
-    """Run ``model`` (eval mode) over a :class:`CocoInstances` split and score it with COCOeval.
+    """Run ``model`` (eval mode) over a `CocoInstances` split and score it with COCOeval.
 
-    Under ``torch.distributed`` each rank runs a disjoint shard (:class:`ShardSampler`); rank 0
+    Under ``torch.distributed`` each rank runs a disjoint shard (`ShardSampler`); rank 0
     gathers the results and evaluates, and every rank returns its metrics. Returns
     ``(metrics, results)`` (the COCO results of all images).
     """

@@ -8,9 +8,9 @@ runs between ``layer3[-2]`` and ``layer3[-1]``; ``layer4`` and the FPN see its o
 The blocks (all ``gamma * attention + x`` with ``gamma`` starting at 0, so the network starts as
 the plain Mask R-CNN):
 
-* ``rcca``: :class:`ccnet.nn.RecurrentCrissCrossAttention`, one criss-cross attention block
+* ``rcca``: `ccnet.nn.RecurrentCrissCrossAttention`, one criss-cross attention block
   applied ``recurrence`` times (2) with shared weights; query/key ``C // reduction`` channels.
-* ``nonlocal``: :class:`ccnet.nn.NonLocal2d` with the same query/key/value shapes: every position
+* ``nonlocal``: `ccnet.nn.NonLocal2d` with the same query/key/value shapes: every position
   attends to all positions at once (the comparison of the paper).
 * ``none``: the plain torchvision Mask R-CNN; its state dicts load 1:1.
 
@@ -49,7 +49,7 @@ CONTEXT_PREFIX = "backbone.body.layer3.context."  # keys a plain Mask R-CNN does
 
 def context_block(kind: str, channels: int, *, recurrence: int = 2, reduction: int = 8,
                   gamma_init: float = 0.0) -> nn.Module | None:
-    """The context block ``kind`` (one of :data:`CONTEXTS`) for ``channels``-channel features."""
+    """The context block ``kind`` (one of `CONTEXTS`) for ``channels``-channel features."""
     if kind == "rcca":
         return RecurrentCrissCrossAttention(channels, recurrence=recurrence, reduction=reduction,
                                             gamma_init=gamma_init)
@@ -171,7 +171,7 @@ def build_mask_rcnn(
 
 
 def mask_rcnn_from_config(config: Any, num_classes: int) -> MaskRCNN:
-    """:func:`build_mask_rcnn` with the settings of a :class:`ccnet.config.Config` (``detection``)."""
+    """`build_mask_rcnn` with the settings of a `ccnet.config.Config` (``detection``)."""
     det = config.detection
     return build_mask_rcnn(
         num_classes, backbone=det.backbone, context=det.context, recurrence=det.recurrence,
@@ -201,7 +201,7 @@ def load_mask_rcnn_weights(model: MaskRCNN, src: str | Path | Mapping[str, Any])
 
 def init_backbone_from(model: MaskRCNN, src: str | Path | Mapping[str, Any], format: str = "auto") -> MaskRCNN:
     """ImageNet weights into the ResNet of ``model`` (``backbone.body``), through
-    :mod:`ccnet.interop` (a torchvision ``resnet50-*.pth`` loads as is; ``fc.*`` is dropped). Every
+    `ccnet.interop` (a torchvision ``resnet50-*.pth`` loads as is; ``fc.*`` is dropped). Every
     ResNet weight must be in the file with the right shape; the context block keeps its init."""
     converted, source = read_backbone(src, format)
     load_state_dict_checked(model.backbone.body, converted.state, source, origin=converted.origin,

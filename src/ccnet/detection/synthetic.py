@@ -1,6 +1,6 @@
-"""The long-range-context task of :mod:`ccnet.data.synthetic` as a COCO instance dataset.
+"""The long-range-context task of `ccnet.data.synthetic` as a COCO instance dataset.
 
-Scenes are the semantic benchmark's (:class:`~ccnet.data.synthetic.SyntheticContextDataset`):
+Scenes are the semantic benchmark's (`ccnet.data.synthetic.SyntheticContextDataset`):
 locally recognisable objects (stripes, checker, solid) and plain grey objects whose category
 (context red / green / blue) is given only by the colour of one key marker in a corner, far from
 them and mostly on other rows and columns. Each connected region of one class is one instance
@@ -61,7 +61,7 @@ def min_image_side(min_area: int = 16) -> int:
 
 
 def _ours(path: Path) -> bool:
-    """Whether an annotation file was written by :func:`write_synthetic_coco` (so may be replaced)."""
+    """Whether an annotation file was written by `write_synthetic_coco` (so may be replaced)."""
     try:
         return json.loads(path.read_text()).get("info", {}).get("description", "").startswith(DESCRIPTION)
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
@@ -93,7 +93,7 @@ def write_synthetic_coco(root: str | Path, splits: dict[str, int], *, size: tupl
     ``split: number of images``. Scenes are a pure function of ``(seed, split, index)``. Returns the
     number of instances per split.
 
-    Refused (``ValueError``, nothing written): images smaller than :func:`min_image_side`, a split
+    Refused (``ValueError``, nothing written): images smaller than `min_image_side`, a split
     without images, and unless ``overwrite``, files in the way that this function did not write
     (an annotation file of the user's, other images under a split's name); a folder written here
     before is replaced."""

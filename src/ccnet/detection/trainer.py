@@ -1,4 +1,4 @@
-"""Training Mask R-CNN with the engine's :class:`~ccnet.engine.trainer.Trainer`.
+"""Training Mask R-CNN with the engine's `ccnet.engine.trainer.Trainer`.
 
 Everything that is not specific to the task is the engine's: SGD with the configured schedule
 (Detectron's step schedule in the COCO configs) and warm-up, mixed precision, ``torchrun`` DDP
@@ -68,7 +68,7 @@ def check_detection_compatible(checkpoint: dict[str, Any], config: Config, path:
 
 
 def detection_datasets(config: Config, split: str | None = None) -> tuple[CocoInstances, CocoInstances]:
-    """The training and validation :class:`CocoInstances` of ``config.data`` (``split``: another
+    """The training and validation `CocoInstances` of ``config.data`` (``split``: another
     validation split)."""
     check_config(config)
     data = config.data
@@ -81,7 +81,7 @@ def detection_datasets(config: Config, split: str | None = None) -> tuple[CocoIn
 
 
 class DetectionTrainer(Trainer):
-    """:class:`~ccnet.engine.trainer.Trainer` for ``task: detection`` configs (Mask R-CNN on COCO data)."""
+    """`ccnet.engine.trainer.Trainer` for ``task: detection`` configs (Mask R-CNN on COCO data)."""
 
     def _build_datasets(self) -> tuple[Any, Any]:
         return detection_datasets(self.config)

@@ -45,7 +45,7 @@ POLYGON_OUTSIDE = "polygons wholly outside their image"
 
 @dataclass
 class CocoCheck:
-    """What :func:`check_instances` found in a valid file: the annotations (by id) to leave out of
+    """What `check_instances` found in a valid file: the annotations (by id) to leave out of
     the training targets with their reason, the polygons to use instead of an annotation's own
     (invalid ones removed), and the count of each reason (polygons and annotations)."""
 
@@ -185,7 +185,7 @@ def _training_drop(ann: dict[str, Any], image: dict[str, Any], check: CocoCheck)
 
 def check_instances(path: str | Path, dataset: dict[str, Any]) -> CocoCheck:
     """Check every image, category and annotation of a COCO instances object read from ``path``:
-    a :class:`DatasetError` naming the entry and field for what the reference loaders refuse, else
+    a `DatasetError` naming the entry and field for what the reference loaders refuse, else
     what to leave out of the training targets (see the module docstring)."""
     path = Path(path)
     images = _check_images(path, dataset["images"])
@@ -236,7 +236,7 @@ def warn_dropped(path: str | Path, check: CocoCheck, *, evaluation: bool = False
 def check_results(path: str | Path, results: Any, image_ids: set[int], category_ids: set[int]) -> list[dict[str, Any]]:
     """A COCO results list (``image_id``, ``category_id``, ``bbox`` [x, y, w, h], ``score``, optional
     ``segmentation`` RLE) read from ``path``, every entry checked against the annotations' images
-    and categories; a :class:`DatasetError` names the first bad entry and field."""
+    and categories; a `DatasetError` names the first bad entry and field."""
     path = Path(path)
     if not isinstance(results, list):
         raise DatasetError(f"{path}: expected a list of COCO results, got {type(results).__name__}")

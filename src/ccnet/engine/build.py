@@ -1,4 +1,4 @@
-"""Build datasets, model, criterion and inference settings from a :class:`ccnet.config.Config`."""
+"""Build datasets, model, criterion and inference settings from a `ccnet.config.Config`."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def _synthetic_samples(config: Config, stream: str, evaluation: bool) -> int | N
 
 def build_video_dataset(config: Config, split: str, *, evaluation: bool = False) -> Any:
     """The clip dataset of ``config.data`` / ``config.video`` for ``split`` (``evaluation``: to
-    score, see :func:`build_dataset`)."""
+    score, see `build_dataset`)."""
     data, video = config.data, config.video
     if video.clip_length < 1:
         raise ConfigError(f"config key 'video.clip_length' must be >= 1, got {video.clip_length}")
@@ -170,7 +170,7 @@ def build_model(config: Config, num_classes: int) -> CCNet:
 
 
 def build_criterion(config: Config, ignore_index: int = 255) -> SegmentationCriterion | ClipCriterion:
-    """The training loss; for clips, the same loss over their frames (:class:`ClipCriterion`)."""
+    """The training loss; for clips, the same loss over their frames (`ClipCriterion`)."""
     criterion = _image_criterion(config, ignore_index)
     return ClipCriterion(criterion) if config.is_video else criterion
 
@@ -197,7 +197,7 @@ def _image_criterion(config: Config, ignore_index: int) -> SegmentationCriterion
 
 
 def infer_kwargs(config: Config, info: DatasetInfo) -> dict[str, Any]:
-    """Keyword arguments of :func:`ccnet.engine.inference.infer` for ``config.eval``."""
+    """Keyword arguments of `ccnet.engine.inference.infer` for ``config.eval``."""
     ev = config.eval
     if ev.mode not in ("whole", "slide"):
         raise ConfigError(f"config key 'eval.mode' must be 'whole' or 'slide', got {ev.mode!r}")

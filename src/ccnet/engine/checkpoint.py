@@ -1,7 +1,7 @@
 """Training checkpoints: written atomically, read without running code.
 
 A checkpoint is a ``torch.save`` dict of tensors and plain Python values only, so it loads with
-``torch.load(weights_only=True)``. Writes and reads go through :mod:`ccnet.files`: atomic writes
+``torch.load(weights_only=True)``. Writes and reads go through `ccnet.files`: atomic writes
 (a crash mid-write never leaves a corrupt checkpoint behind) and safe reads.
 """
 
@@ -20,7 +20,7 @@ FORMAT_VERSION = 1
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`ccnet.files.atomic_save`, safely (:func:`ccnet.files.load_torch_file`)."""
+    """Read a checkpoint written by `ccnet.files.atomic_save`, safely (`ccnet.files.load_torch_file`)."""
     checkpoint = load_torch_file(path, map_location, what="checkpoint")
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise ValueError(f"{path}: not a ccnet checkpoint (no 'model' entry)")

@@ -1,6 +1,6 @@
 """Scoring: a model over a dataset (optionally distributed), or saved prediction PNGs against labels.
 
-Distributed evaluation gives each rank a disjoint shard with :class:`ShardSampler` rather than
+Distributed evaluation gives each rank a disjoint shard with `ShardSampler` rather than
 ``DistributedSampler``, which pads the dataset with duplicates to equal shard sizes and so counts
 some images twice.
 """
@@ -61,15 +61,15 @@ def evaluate(
 
     A dataset (items ``{"image", "label", ...}``) is loaded with ``batch_size`` (1 by default:
     evaluation images may differ in size) and, under ``torch.distributed``, sharded with
-    :class:`ShardSampler`; a ready ``DataLoader`` is used as given (shard it the same way).
+    `ShardSampler`; a ready ``DataLoader`` is used as given (shard it the same way).
     The model must already be on ``device``; a ``DistributedDataParallel`` wrapper is bypassed, since
-    ranks run different numbers of forwards. ``infer_kwargs`` go to :func:`infer` (``flip_lut``
+    ranks run different numbers of forwards. ``infer_kwargs`` go to `infer` (``flip_lut``
     defaults to the dataset's ``info.flip_lut()`` when flipping). Predictions are resized to the
     label size if the two differ.
 
     Clips (items with ``"image"`` ``(3, T, H, W)``, ``"label"`` ``(T, H, W)`` and ``"score"``
     ``(T,)``, for a video model): every frame the clip scores is counted, per frame; since each
-    annotated frame is scored by exactly one clip (:mod:`ccnet.data.clips`), each counts once.
+    annotated frame is scored by exactly one clip (`ccnet.data.clips`), each counts once.
     """
     if isinstance(model, DistributedDataParallel):
         model = model.module

@@ -1,11 +1,11 @@
 """Test-time inference: whole-image or sliding-window forward passes, multi-scale and flip averaging.
 
-:func:`infer` returns class probabilities at the input resolution, the softmax averaged over every
+`infer` returns class probabilities at the input resolution, the softmax averaged over every
 (scale, flip) pass. Sliding-window tiling follows mmsegmentation: a regular grid of ``crop_size``
 tiles every ``stride`` pixels, the last tile of each row/column aligned to the image border, and
 overlapping tile logits averaged.
 
-Clips ``(B, 3, T, H, W)`` for :class:`~ccnet.models.CCNet3D` go through the same paths: every
+Clips ``(B, 3, T, H, W)`` for `ccnet.models.CCNet3D` go through the same paths: every
 resize, flip and tile applies to all frames alike, and probabilities come back per frame,
 ``(B, K, T, H, W)``.
 """
@@ -51,13 +51,13 @@ def infer(
     Args:
         model: returns ``{"out": logits}`` (or a logits tensor); run in eval mode under
             ``torch.no_grad()``, its previous mode restored afterwards.
-        mode: ``"whole"`` (one forward per pass) or ``"slide"`` (tiled, see :func:`slide_logits`).
+        mode: ``"whole"`` (one forward per pass) or ``"slide"`` (tiled, see `slide_logits`).
         crop_size, stride: tile size and step ``(h, w)`` (or one int for both) for ``"slide"``;
             ``stride`` defaults to 2/3 of the crop.
         scales: the input is resized bilinearly by each factor, the logits resized back to
             ``(H, W)``; the softmax is averaged over scales (and flips).
         flip: also run on the horizontally mirrored input, mirroring the output back.
-        flip_lut: label -> mirror label (e.g. :meth:`DatasetInfo.flip_lut`), so the flipped pass's
+        flip_lut: label -> mirror label (e.g. `DatasetInfo.flip_lut`), so the flipped pass's
             "left arm" probabilities count as "right arm"; identity when ``None``.
         align_corners: for every bilinear resize done here.
     """

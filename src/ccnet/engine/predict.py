@@ -1,7 +1,7 @@
 """Prediction on image files: label PNGs (train ids), colour masks and overlays.
 
 For each input ``<stem>.<ext>`` three files are written: ``<stem>.png`` (grayscale uint8 train ids,
-the format :func:`ccnet.engine.evaluate.evaluate_predictions` reads), ``<stem>_color.png`` (the
+the format `ccnet.engine.evaluate.evaluate_predictions` reads), ``<stem>_color.png`` (the
 dataset palette) and ``<stem>_overlay.png`` (the image blended with the colour mask).
 """
 
@@ -66,9 +66,9 @@ def predict_images(
     """Segments each image and writes ``<stem>.png``, ``<stem>_color.png`` and ``<stem>_overlay.png``
     into ``out_dir`` (created); returns the label PNG paths in input order.
 
-    Images (read as RGB with :func:`ccnet.data.io.read_image`, normalised with ``mean``/``std`` in
+    Images (read as RGB with `ccnet.data.io.read_image`, normalised with ``mean``/``std`` in
     0..255 units) are grouped by size into batches of up to ``batch_size``. ``infer_kwargs`` go to
-    :func:`infer` (e.g. ``{"mode": "slide", "crop_size": 769}`` for tiled inference on large
+    `infer` (e.g. ``{"mode": "slide", "crop_size": 769}`` for tiled inference on large
     images); ``flip_lut`` defaults to ``info.flip_lut()`` when flipping. The model must already be
     on ``device``.
     """

@@ -135,7 +135,7 @@ def existing_run(path: str | Path) -> list[str]:
 
 def resume_changes(stored: Config, config: Config) -> tuple[list[str], list[str]]:
     """The settings a resumed run changes, as ``key old -> new``: those that change the training
-    data (refused) and the others (named when resuming). ``model.*`` is :func:`check_compatible`'s."""
+    data (refused) and the others (named when resuming). ``model.*`` is `check_compatible`'s."""
     theirs, ours = flatten_keys(stored.to_dict()), flatten_keys(config.to_dict())
     refused, named = [], []
     for key, value in ours.items():
@@ -206,7 +206,7 @@ class Trainer:
     ``resume``: a checkpoint path, or ``"auto"`` for ``output_dir/checkpoints/latest.pt`` when it
     exists. ``stop_after``: stop (with a checkpoint) after that iteration, as if interrupted.
     A folder that already holds a run is refused unless ``resume`` continues that run or
-    ``overwrite`` deletes its files (:data:`RUN_FILES`) once the new run has been built. A
+    ``overwrite`` deletes its files (`RUN_FILES`) once the new run has been built. A
     checkpoint whose data settings differ, or which is past this run's schedule, is refused.
     """
 
@@ -681,7 +681,7 @@ def _gradient_split(params: list[torch.Tensor], consistency: list[torch.Tensor])
 
 
 def train(config: Config, **kwargs: Any) -> TrainResult:
-    """Train ``config`` (see :class:`Trainer` for the keyword arguments)."""
+    """Train ``config`` (see `Trainer` for the keyword arguments)."""
     return Trainer(config, **kwargs).fit()
 
 

@@ -50,10 +50,10 @@ def read_frames(source: str | Path) -> tuple[Iterator[tuple[str, np.ndarray]], f
     numerically; a video file's frames are named ``<stem>_<index:06d>``.
 
     Nothing is dropped silently: a folder whose frame numbers skip some (see
-    :func:`folder_gaps`) gives a :class:`~ccnet.data.io.DataWarning` naming the gaps before the
+    `folder_gaps`) gives a `ccnet.data.io.DataWarning` naming the gaps before the
     first frame; a video that ends before the frame count its container announces (damaged or
     truncated) gives one saying how many of how many were read, once the last frame is read; a
-    video with no decodable frame is a :class:`~ccnet.data.io.DatasetError`."""
+    video with no decodable frame is a `ccnet.data.io.DatasetError`."""
     source = Path(source)
     if source.is_dir():
         paths = sorted((p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
@@ -100,7 +100,7 @@ def read_frames(source: str | Path) -> tuple[Iterator[tuple[str, np.ndarray]], f
 def folder_gaps(paths: Sequence[Path]) -> list[str]:
     """``"frame_0003 -> frame_0007 (3 missing)"`` for each gap in the numbering of a folder's frames
     (in playing order): where the number in their names jumps by more than its usual step
-    (:func:`ccnet.data.clips.numbering_gaps`). Names that do not all end in a number under one
+    (`ccnet.data.clips.numbering_gaps`). Names that do not all end in a number under one
     prefix and suffix have no numbering to check."""
     numbered = [re.fullmatch(r"(.*?)(\d+)(\D*)", p.stem) for p in paths]
     if not all(numbered) or len({(m[1], m[3]) for m in numbered}) != 1:
@@ -157,7 +157,7 @@ def predict_video(
     ``clip_length`` frames; writes ``<name>.png``, ``<name>_color.png`` and
     ``<name>_overlay.png`` per frame into ``out_dir`` and, with ``mp4``, the overlays as an MP4
     video at ``fps`` (default: the video's own rate, else 30). Returns the label PNG paths in
-    frame order. ``infer_kwargs`` go to :func:`ccnet.engine.inference.infer`."""
+    frame order. ``infer_kwargs`` go to `ccnet.engine.inference.infer`."""
     if clip_length < 1:
         raise ValueError(f"clip_length must be >= 1, got {clip_length}")
     frames, video_fps = read_frames(source)

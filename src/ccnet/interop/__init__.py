@@ -1,11 +1,11 @@
 """Interoperability: load official CCNet, mmsegmentation and ImageNet (torchvision, deep-stem)
 weights, convert them to ccnet's own format, export to ONNX, compile.
 
-* :func:`load_pretrained` -> a ready CCNet (eval mode) from a ccnet folder, an official CCNet
+* `load_pretrained` -> a ready CCNet (eval mode) from a ccnet folder, an official CCNet
   checkpoint or an mmsegmentation CCNet checkpoint.
-* :func:`convert` -> the same, written as a ccnet model folder (``model.safetensors`` + ``config.json``).
-* :func:`load_backbone` / :func:`init_backbone_from` -> ImageNet (or segmentation) backbones.
-* :func:`export_onnx`, :func:`compile_model` -> deployment.
+* `convert` -> the same, written as a ccnet model folder (``model.safetensors`` + ``config.json``).
+* `load_backbone` / `init_backbone_from` -> ImageNet (or segmentation) backbones.
+* `export_onnx`, `compile_model` -> deployment.
 
 See ``docs/interop.md``.
 """

@@ -6,7 +6,7 @@ against the eager model in onnxruntime on the example size and on an odd, non-sq
 legacy TorchScript exporter is not used: it writes the ``movedim`` of the attention op as a
 ``Transpose`` with negative axes, which onnxruntime rejects, and it is deprecated.
 
-``torch.compile``: :func:`compile_model` is ``torch.compile`` with inductor's layout optimisation
+``torch.compile``: `compile_model` is ``torch.compile`` with inductor's layout optimisation
 off. With it on, the recompile for a second input size (automatic dynamic shapes) fails in
 inductor (``ValueRangeError: Invalid ranges [0:-1]`` in ``maybe_apply_channels_last_stride_order``,
 torch 2.13, CPU) for any network with a batched ``matmul`` between strided convs; fixed-size
@@ -41,7 +41,7 @@ class OnnxCheckError(ValueError):
 
 @dataclass(frozen=True)
 class OnnxExport:
-    """Result of :func:`export_onnx`: the file, its opset and the largest ``|onnx - eager|`` per
+    """Result of `export_onnx`: the file, its opset and the largest ``|onnx - eager|`` per
     checked input shape (empty when not checked)."""
 
     path: Path
@@ -142,21 +142,21 @@ def export_onnx(model_or_dir: nn.Module | str | Path, path: str | Path, opset: i
     """Export a CCNet to ONNX with dynamic batch, height and width; check it in onnxruntime.
 
     Args:
-        model_or_dir: a CCNet, or anything :func:`ccnet.interop.load_pretrained` reads.
+        model_or_dir: a CCNet, or anything `ccnet.interop.load_pretrained` reads.
         path: the ``.onnx`` file to write (written atomically: a temporary file, then a rename).
         opset: ONNX opset, 17 or newer.
         height: the example input height used for tracing and checking.
         width: the example input width used for tracing and checking.
         check: run the file in onnxruntime on the example size and on an odd, non-square size
             (batch 2) and require ``|onnx - eager| <= atol + rtol * |eager|`` everywhere;
-            raises :class:`OnnxCheckError` (and writes nothing) otherwise.
+            raises `OnnxCheckError` (and writes nothing) otherwise.
         normalize: put ``(x - mean) / std`` (the model's ``mean``/``std`` attributes, else
             ImageNet statistics) into the graph, so that it takes 0..255 RGB pixels.
 
     The graph maps ``image`` ``(N, 3, H, W)`` to ``logits`` ``(N, num_classes, H, W)``. Class
     names, palette, normalisation and the model config are stored as ONNX metadata.
 
-    A video model (:class:`~ccnet.models.CCNet3D`) maps clips ``(N, 3, T, H, W)`` to
+    A video model (`ccnet.models.CCNet3D`) maps clips ``(N, 3, T, H, W)`` to
     ``(N, num_classes, T, H, W)``, with a dynamic number of frames T too; ``frames`` is the
     example's T (default 5; the check also runs another T). A 2D model has no frames: giving
     ``frames`` for one is refused rather than ignored.

@@ -1,6 +1,6 @@
-"""What every format converter returns (:class:`Converted`), and the ResNet recognised from a
-state dict's block counts; shared by :mod:`ccnet.interop.official`, :mod:`~ccnet.interop.mmseg`,
-:mod:`~ccnet.interop.torchvision` and :mod:`~ccnet.interop.loading`."""
+"""What every format converter returns (`Converted`), and the ResNet recognised from a
+state dict's block counts; shared by `ccnet.interop.official`, `ccnet.interop.mmseg`,
+`ccnet.interop.torchvision` and `ccnet.interop.loading`."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class Converted:
     std: tuple[float, float, float] | None = None
 
     def backbone_part(self) -> Converted:
-        """The backbone of a full-model conversion, keyed as a :class:`ResNet`; the heads are left out."""
+        """The backbone of a full-model conversion, keyed as a `ResNet`; the heads are left out."""
         if self.kind == "backbone":
             return self
         prefix = "backbone."

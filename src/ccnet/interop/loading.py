@@ -2,17 +2,17 @@
 
 Formats (``format=`` arguments):
 
-* ``"ccnet"``: our own folder (``model.safetensors`` + ``config.json``), see :mod:`ccnet.models.hub`.
+* ``"ccnet"``: our own folder (``model.safetensors`` + ``config.json``), see `ccnet.models.hub`.
 * ``"official"``: a checkpoint of the official CCNet code (InPlace-ABN norms, ``head.*`` + ``dsn.*``).
 * ``"mmseg"``: an mmsegmentation CCNet checkpoint (``{'meta', 'state_dict'}``, ``decode_head.*``);
-  for :func:`load_backbone` also an mmcv ResNetV1c backbone file (``stem.*``, ``layerN.*``).
+  for `load_backbone` also an mmcv ResNetV1c backbone file (``stem.*``, ``layerN.*``).
 * ``"torchvision"``: a torchvision ResNet state dict (7x7 stem), backbone only.
 * ``"official_imagenet"``: the deep-stem ``resnet101-imagenet.pth`` the official training
   starts from (the CSAIL semantic-segmentation-pytorch ResNet), backbone only.
 
 Every file is read with ``torch.load(weights_only=True)``: nothing in it can run code. Every
 tensor of the file must land somewhere and every weight of the model must be filled, with the
-right shape; otherwise :class:`WeightsMismatchError` lists what does not fit, by name.
+right shape; otherwise `WeightsMismatchError` lists what does not fit, by name.
 """
 
 from __future__ import annotations
@@ -208,17 +208,17 @@ def _check_num_classes(model_classes: int, num_classes: int | None, source: str,
 
 def load_pretrained(src: str | Path | Mapping[str, Any], format: str = "auto", num_classes: int | None = None,
                     architecture: str | None = None, revision: str | None = None, **overrides: Any):
-    """A ready :class:`~ccnet.models.CCNet` (eval mode) from a checkpoint in any supported format.
+    """A ready `ccnet.models.CCNet` (eval mode) from a checkpoint in any supported format.
 
     Args:
         src: a ccnet model folder, a weight file, an already loaded state dict, or a Hugging
             Face Hub repo id (``"org/name"``, a ccnet folder pushed with ``push_to_hub``; needs
             the ``hub`` extra) when no local path of that name exists.
-        format: ``"auto"`` (recognised from the keys) or one of :data:`FORMATS` with a full
+        format: ``"auto"`` (recognised from the keys) or one of `FORMATS` with a full
             model (``"ccnet"``, ``"official"``, ``"mmseg"``).
         num_classes: optional check: an error if the checkpoint's classifier has another size.
         architecture: ``None`` for what the checkpoint holds; ``"CCNet3D"`` for the video model
-            built from 2D weights (:meth:`CCNet3D.from_ccnet`), ``"CCNet"`` for the 2D model of
+            built from 2D weights (`CCNet3D.from_ccnet`), ``"CCNet"`` for the 2D model of
             a CCNet3D folder (the weights are the same).
         revision: the Hub revision (branch, tag or commit) of a repo id; default main.
         overrides: CCNet settings that do not change the weights (``recurrence=``, ``norm="syncbn"``).
@@ -256,7 +256,7 @@ def load_pretrained(src: str | Path | Mapping[str, Any], format: str = "auto", n
 
 
 def as_architecture(model: nn.Module, architecture: str | None) -> nn.Module:
-    """``model`` as a :class:`CCNet` or :class:`CCNet3D` (same weights); None keeps it."""
+    """``model`` as a `CCNet` or `CCNet3D` (same weights); None keeps it."""
     if architecture is None or architecture == type(model).__name__:
         return model
     if architecture == "CCNet3D" and type(model) is CCNet:
@@ -302,7 +302,7 @@ def _backbone_source(src: str | Path | Mapping[str, Any], fmt: str) -> tuple[Con
 
 def load_backbone(src: str | Path | Mapping[str, Any], format: str = "auto", arch: str | None = None,
                   output_stride: int = 8):
-    """The ResNet backbone of a checkpoint, as ccnet's :class:`~ccnet.models.ResNet` (eval mode).
+    """The ResNet backbone of a checkpoint, as ccnet's `ccnet.models.ResNet` (eval mode).
 
     The stem, max-pool ``ceil_mode`` and dilation schedule are those of the source: a torchvision
     file gives the standard stem, no ceil mode and torchvision's ``replace_stride_with_dilation``

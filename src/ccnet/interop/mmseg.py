@@ -23,7 +23,7 @@ auxiliary_head.conv_seg                     aux_head.3
 
 Class names and palette come from ``meta['CLASSES']``/``meta['PALETTE']`` (mmseg 0.x) or
 ``meta['dataset_meta']['classes'/'palette']`` (1.x). Normalisation: ImageNet mean/std, RGB.
-For :func:`ccnet.interop.load_backbone`, mmcv's ResNetV1c ImageNet files (``stem.*``,
+For `ccnet.interop.load_backbone`, mmcv's ResNetV1c ImageNet files (``stem.*``,
 ``layerN.*``, no prefix) are read too.
 """
 

@@ -6,7 +6,7 @@ possibly behind a ``module.`` prefix. They map 1:1 onto the ``ccnet_official_cit
 (``backbone.*``, ``head.*``, ``aux_head.*``) with two exact transformations:
 
 * every norm is InPlace-ABN, whose scale is ``|weight| + eps``: that value becomes the
-  BatchNorm weight (:mod:`ccnet.interop.inplace_abn`);
+  BatchNorm weight (`ccnet.interop.inplace_abn`);
 * the official code feeds BGR images (OpenCV) minus the BGR mean (104.008, 116.669, 122.679),
   not divided by a std. The first conv's input channels are reversed, so the converted model
   takes RGB like every ccnet model, with ``mean = (122.679, 116.669, 104.008)`` and
@@ -110,7 +110,7 @@ def _cityscapes_palette(state):
 
 
 def convert_official_imagenet(state: dict[str, torch.Tensor], source: str) -> Converted:
-    """The official training's deep-stem ImageNet ResNet (plain BatchNorm) -> :class:`ResNet` keys."""
+    """The official training's deep-stem ImageNet ResNet (plain BatchNorm) -> `ResNet` keys."""
     from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD
 
     converted = {k: v for k, v in state.items() if not k.startswith("fc.")}

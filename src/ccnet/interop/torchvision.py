@@ -1,6 +1,6 @@
 """torchvision ImageNet ResNets (``resnet50-*.pth``, ``resnet101-*.pth``, ...) as ccnet backbones.
 
-ccnet's :class:`~ccnet.models.ResNet` with ``stem="standard"`` has torchvision's parameter names,
+ccnet's `ccnet.models.ResNet` with ``stem="standard"`` has torchvision's parameter names,
 so a torchvision state dict loads once its classifier (``fc.*``) is dropped. The matching
 settings are ``ceil_mode=False`` and ``dilation_schedule="contract"``: torchvision's
 ``replace_stride_with_dilation`` keeps the previous dilation in the first block of a dilated
@@ -21,7 +21,7 @@ TORCHVISION_BACKBONE_KWARGS = dict(stem="standard", ceil_mode=False, dilation_sc
 
 
 def convert_torchvision(state: dict[str, torch.Tensor], source: str) -> Converted:
-    """torchvision ResNet state dict -> :class:`ResNet` keys (``fc.*`` dropped)."""
+    """torchvision ResNet state dict -> `ResNet` keys (``fc.*`` dropped)."""
     from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD
 
     converted = {k: v for k, v in state.items() if not k.startswith("fc.")}

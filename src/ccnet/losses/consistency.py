@@ -145,13 +145,13 @@ def category_consistent_loss(
     ignore_index: int = 255,
     variant: Variant = "piecewise",
 ) -> Tensor:
-    """``alpha * var + beta * dis + gamma * reg`` of :func:`category_consistent_terms`."""
+    """``alpha * var + beta * dis + gamma * reg`` of `category_consistent_terms`."""
     terms = category_consistent_terms(embedding, target, delta_v, delta_d, ignore_index, variant)
     return terms.weighted_sum(alpha, beta, gamma)
 
 
 class CategoryConsistentLoss(nn.Module):
-    """Module form of :func:`category_consistent_loss`; :meth:`terms` gives the three terms."""
+    """Module form of `category_consistent_loss`; `terms` gives the three terms."""
 
     def __init__(
         self,

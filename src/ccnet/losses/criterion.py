@@ -28,7 +28,7 @@ class SegmentationCriterion(nn.Module):
         loss = main + aux_weight * aux + consistency
 
     where ``consistency = alpha * var + beta * dis + gamma * reg`` (weights and margins set with
-    ``consistency_kwargs``, passed to :class:`CategoryConsistentLoss`).
+    ``consistency_kwargs``, passed to `CategoryConsistentLoss`).
 
     ``forward`` returns ``(loss, logs)``: ``loss`` is the differentiable total; ``logs`` holds
     detached scalar tensors, unweighted, for logging (``"loss"``, ``"main"``, and when computed

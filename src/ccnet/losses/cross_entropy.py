@@ -34,7 +34,7 @@ def cross_entropy(
 
 
 class CrossEntropyLoss(nn.Module):
-    """Module form of :func:`cross_entropy`."""
+    """Module form of `cross_entropy`."""
 
     def __init__(self, ignore_index: int = 255, align_corners: bool = False) -> None:
         super().__init__()

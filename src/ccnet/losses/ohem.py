@@ -50,7 +50,7 @@ def ohem_cross_entropy(
     ignore_index: int = 255,
     align_corners: bool = False,
 ) -> Tensor:
-    """Mean cross-entropy over the pixels selected by :func:`ohem_keep_mask`.
+    """Mean cross-entropy over the pixels selected by `ohem_keep_mask`.
 
     ``logits`` (B, K, h, w) are first resized bilinearly to the size of ``target`` (B, H, W), so
     mining happens at label resolution, like the official code. 0 when no pixel is labelled.
@@ -62,7 +62,7 @@ def ohem_cross_entropy(
 
 
 class OhemCrossEntropyLoss(nn.Module):
-    """Module form of :func:`ohem_cross_entropy`."""
+    """Module form of `ohem_cross_entropy`."""
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ class CCNet(PretrainedMixin, nn.Module):
     ``image -> dilated ResNet -> RCCA head (stage 4) -> logits``, plus an auxiliary FCN head on
     stage 3 for training. Defaults follow the official Cityscapes model (ResNet-101, deep stem,
     output stride 8, R=2, LeakyReLU head norms, auxiliary head with a conv bias, upsampling with
-    ``align_corners=True``); see :mod:`ccnet.models.presets` for named published variants.
+    ``align_corners=True``); see `ccnet.models.presets` for named published variants.
 
     ``forward(x)`` returns a dict: ``"out"`` (logits), in training mode also ``"aux"`` (when
     ``aux``) and ``"embedding"`` (when ``consistency``: the features for the category consistent

@@ -7,7 +7,7 @@ depends on its three lines, with R=2 on the three planes through it, with R=3 on
 clip. Everything else (backbone, ``conva``/``convb``, the bottleneck fusion with the backbone
 features, the classifier, the auxiliary head) runs per frame.
 
-The parameters are exactly those of :class:`~ccnet.models.CCNet` (1x1 query/key/value
+The parameters are exactly those of `ccnet.models.CCNet` (1x1 query/key/value
 convolutions applied per frame), so a 2D checkpoint is a CCNet3D checkpoint and back: a 1-frame
 clip gives the 2D model's logits (the temporal line of a voxel is the voxel itself).
 """
@@ -34,14 +34,14 @@ def clips_to_frames(x: Tensor) -> Tensor:
 
 
 def frames_to_clips(x: Tensor, frames: int) -> Tensor:
-    """``(B * T, C, H, W)`` -> ``(B, C, T, H, W)``: inverse of :func:`clips_to_frames`."""
+    """``(B * T, C, H, W)`` -> ``(B, C, T, H, W)``: inverse of `clips_to_frames`."""
     return x.unflatten(0, (x.shape[0] // frames, frames)).transpose(1, 2)
 
 
 class CCNet3D(CCNet):
     """CCNet on clips ``(B, 3, T, H, W)`` with 3D criss-cross attention; per-frame logits.
 
-    Takes every argument of :class:`~ccnet.models.CCNet`, plus ``temporal``: ``True`` (default)
+    Takes every argument of `ccnet.models.CCNet`, plus ``temporal``: ``True`` (default)
     for attention across the clip; ``False`` for attention within each frame only (the same
     network processing the clip frame by frame: the 2D baseline of the video experiments).
 
@@ -72,7 +72,7 @@ class CCNet3D(CCNet):
 
     @classmethod
     def from_ccnet(cls, model: CCNet, *, temporal: bool = True, recurrence: int | None = None) -> CCNet3D:
-        """The video model of a 2D :class:`~ccnet.models.CCNet`: same settings and weights
+        """The video model of a 2D `ccnet.models.CCNet`: same settings and weights
         (backbone, head convolutions, the attention's query/key/value projections, classifier,
         auxiliary head), copied; train/eval mode, device, dtype and the class names, palette and
         normalisation attributes follow ``model``. ``recurrence`` changes the number of loops
@@ -91,7 +91,7 @@ class CCNet3D(CCNet):
         return video.train(model.training)
 
     def to_ccnet(self) -> CCNet:
-        """The 2D :class:`~ccnet.models.CCNet` with these weights (for single images)."""
+        """The 2D `ccnet.models.CCNet` with these weights (for single images)."""
         config = {k: v for k, v in self.config.items() if k != "temporal"}
         parameter = next(self.parameters())
         model = CCNet(**config).to(device=parameter.device, dtype=parameter.dtype)
@@ -104,7 +104,7 @@ class CCNet3D(CCNet):
     @classmethod
     def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> CCNet3D:
         """A CCNet3D model folder as saved, or a 2D CCNet folder turned into the video model
-        (:meth:`from_ccnet`); eval mode. ``directory`` may also be a Hub repo id (``revision=``)."""
+        (`from_ccnet`); eval mode. ``directory`` may also be a Hub repo id (``revision=``)."""
         directory = resolve_pretrained(directory, kwargs.pop("revision", None))
         if read_pretrained_config(directory).get("architecture", "CCNet") == "CCNet":
             return cls.from_ccnet(CCNet.from_pretrained(directory, **kwargs))

@@ -4,7 +4,7 @@
 id is actually used. Downloads go through ``snapshot_download`` (the standard cache,
 ``HF_HUB_CACHE``; ``HF_HUB_OFFLINE=1`` loads from that cache without a request). A local path
 that exists always wins over a repo id of the same spelling. What the files are (a ccnet model
-folder, its card) is :mod:`ccnet.models.hub`'s business; this module knows only the Hub.
+folder, its card) is `ccnet.models.hub`'s business; this module knows only the Hub.
 """
 
 from __future__ import annotations

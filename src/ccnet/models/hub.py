@@ -119,7 +119,7 @@ def save_pretrained(
     """Write ``model`` to ``directory`` (``model.safetensors`` + ``config.json``), atomically.
 
     ``class_names``/``palette``/``mean``/``std`` default to the model's own attributes of those
-    names (set by :func:`from_pretrained` and the converters), then to none / ImageNet statistics.
+    names (set by `from_pretrained` and the converters), then to none / ImageNet statistics.
     ``inference`` (default: the model's ``inference`` attribute): what using the model needs
     beyond its weights: ``dataset`` it was trained on and, for a video model, ``clip_length``
     and ``attention`` (``3d`` | ``2d``). An existing ccnet model folder at ``directory`` is
@@ -217,14 +217,14 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def from_pretrained(directory: str | Path, model_class: type[ModelT], *,
                     map_location: str | torch.device = "cpu", revision: str | None = None) -> ModelT:
-    """Rebuild a model written by :func:`save_pretrained` as ``model_class``, in eval mode.
+    """Rebuild a model written by `save_pretrained` as ``model_class``, in eval mode.
 
     ``directory`` is a local folder or, when no such path exists, a Hugging Face Hub repo id
-    (``"org/name"``, at ``revision``; needs the ``hub`` extra): see :mod:`ccnet.models.hf_hub`.
+    (``"org/name"``, at ``revision``; needs the ``hub`` extra): see `ccnet.models.hf_hub`.
 
     The returned model also carries ``class_names`` (tuple or None), ``palette`` (tuple of RGB
     tuples or None), ``mean`` and ``std`` (tuples, 0..255 pixel units, RGB) and
-    ``pretrained_source`` (dict or None) and ``inference`` (dict or None: see :func:`save_pretrained`).
+    ``pretrained_source`` (dict or None) and ``inference`` (dict or None: see `save_pretrained`).
     """
     directory = resolve_pretrained(directory, revision)
     document = read_pretrained_config(directory)
@@ -292,7 +292,7 @@ def push_folder_to_hub(folder: str | Path, repo_id: str, *, metrics: Mapping[str
     """Upload the ccnet model folder ``folder`` (``model.safetensors``, ``config.json``) to Hub repo
     ``repo_id`` with a generated model card (``README.md``); the repo is created if missing.
 
-    ``metrics`` default: the run's ``metrics.json`` next to ``folder`` (see :func:`read_run_metrics`).
+    ``metrics`` default: the run's ``metrics.json`` next to ``folder`` (see `read_run_metrics`).
     Returns huggingface_hub's commit info.
     """
     folder = Path(folder)
@@ -318,13 +318,13 @@ class PretrainedMixin:
 
     def save_pretrained(self, directory: str | Path, **kwargs: Any) -> Path:
         """Write ``model.safetensors`` + ``config.json`` to ``directory`` (atomically); keyword
-        arguments ``class_names``, ``palette``, ``mean``, ``std``, ``inference``: see :func:`save_pretrained`."""
+        arguments ``class_names``, ``palette``, ``mean``, ``std``, ``inference``: see `save_pretrained`."""
         return save_pretrained(self, directory, **kwargs)
 
     @classmethod
     def from_pretrained(cls: type[ModelT], directory: str | Path, **kwargs: Any) -> ModelT:
-        """The model saved by :meth:`save_pretrained` (eval mode), with ``class_names``,
-        ``palette``, ``mean`` and ``std`` attributes: see :func:`from_pretrained`. ``directory``
+        """The model saved by `save_pretrained` (eval mode), with ``class_names``,
+        ``palette``, ``mean`` and ``std`` attributes: see `from_pretrained`. ``directory``
         may also be a Hub repo id (``"org/name"``, ``revision=``)."""
         return from_pretrained(directory, cls, **kwargs)
 
@@ -333,7 +333,7 @@ class PretrainedMixin:
                     commit_message: str | None = None, **save_kwargs: Any) -> Any:
         """Upload the model (``model.safetensors``, ``config.json``) and a generated model card to
         Hub repo ``repo_id`` (created if missing; needs the ``hub`` extra). ``metrics``: a run's
-        ``metrics.json`` for the card; ``save_kwargs``: see :meth:`save_pretrained`. Returns the
+        ``metrics.json`` for the card; ``save_kwargs``: see `save_pretrained`. Returns the
         commit info."""
         with tempfile.TemporaryDirectory(prefix="ccnet-push-") as tmp:
             folder = save_pretrained(self, Path(tmp) / "model", **save_kwargs)

@@ -1,6 +1,6 @@
 """Named CCNet configurations that reproduce published models.
 
-Each preset is a plain function returning a :class:`CCNet`; keyword arguments override any
+Each preset is a plain function returning a `CCNet`; keyword arguments override any
 setting (for example ``norm="syncbn"`` for multi-GPU training).
 """
 
@@ -74,7 +74,7 @@ PRESETS: dict[str, Callable[..., CCNet]] = {
 
 
 def create_model(name: str, num_classes: int, **overrides: Any) -> CCNet:
-    """Build a preset by name (see :data:`PRESETS`)."""
+    """Build a preset by name (see `PRESETS`)."""
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; available: {', '.join(PRESETS)}")
     return PRESETS[name](num_classes, **overrides)

@@ -129,11 +129,11 @@ class ResNet(nn.Module):
         stem_widths: output channels of the three deep-stem convs; ignored by the standard stem.
         ceil_mode: ``ceil_mode`` of the stem max-pool (True in the official CCNet, False in
             torchvision and mmsegmentation).
-        dilation_schedule: ``"full"`` or ``"contract"``, see :func:`_block_dilations`.
+        dilation_schedule: ``"full"`` or ``"contract"``, see `_block_dilations`.
         multi_grid: per-block dilation multipliers of ``layer4`` (one per block, e.g. ``(1, 2, 4)``);
             when given, block ``i`` of ``layer4`` uses ``layer4's dilation * multi_grid[i]`` and the
             dilation schedule is ignored for ``layer4``.
-        norm: norm layer name (see :func:`ccnet.nn.norm.make_norm`).
+        norm: norm layer name (see `ccnet.nn.norm.make_norm`).
         act: activation name used throughout the backbone.
         in_channels: channels of the input image.
     """
@@ -282,7 +282,7 @@ RESNETS = tuple(_BUILDERS)
 
 
 def build_resnet(name: str, **kwargs) -> ResNet:
-    """Backbone by name (one of :data:`RESNETS`); ``kwargs`` go to :class:`ResNet`."""
+    """Backbone by name (one of `RESNETS`); ``kwargs`` go to `ResNet`."""
     if name not in _BUILDERS:
         raise ValueError(f"unknown resnet {name!r}; expected one of {RESNETS}")
     return _BUILDERS[name](**kwargs)

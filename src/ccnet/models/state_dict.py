@@ -1,6 +1,6 @@
 """Loading weights into a model with exact checks, and the error that names what does not fit.
 
-Used by :mod:`ccnet.models.hub` (our own folders) and :mod:`ccnet.interop` (published weights).
+Used by `ccnet.models.hub` (our own folders) and `ccnet.interop` (published weights).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def load_state_dict_checked(module: nn.Module, state: Mapping[str, torch.Tensor]
     have none) keep the module's value, and counters the module has no place for (frozen norms)
     are dropped. Module keys starting with one of ``optional`` (layers the source cannot have,
     such as a context block added to a pretrained network) keep their values when absent. Raises
-    :class:`WeightsMismatchError` on any missing, unexpected or wrongly shaped tensor, naming them
+    `WeightsMismatchError` on any missing, unexpected or wrongly shaped tensor, naming them
     the way the file does.
     """
     origin = origin or {}

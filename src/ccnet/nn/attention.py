@@ -66,11 +66,11 @@ class _ResidualAttention(nn.Module):
 
 class _CrissCrossBlock(_ResidualAttention):
     """A residual attention block whose attention is criss-cross attention (2D or 3D). Its
-    operator takes a ``backend`` (:func:`ccnet.ops.criss_cross_attention`: ``"auto"``,
+    operator takes a ``backend`` (`ccnet.ops.criss_cross_attention`: ``"auto"``,
     ``"function"``, ``"composite"`` or ``"triton"``), so a model can opt in to an implementation.
 
     With the ``"function"`` backend (the default) the whole block runs as one op,
-    :func:`ccnet.ops.criss_cross_block`: the same values and gradients as the composition of
+    `ccnet.ops.criss_cross_block`: the same values and gradients as the composition of
     convs and attention, without its layout transposes in NCHW models."""
 
     def __init__(self, in_channels: int, reduction: int = 8, gamma_init: float = 0.0, backend: str = "auto") -> None:
@@ -89,7 +89,7 @@ class _CrissCrossBlock(_ResidualAttention):
     def attention_weights(self, x: Tensor) -> tuple[Tensor, ...]:
         """The weights this block's attention gives each position of ``x`` (its own query and key
         convs, the op's own energies): one tensor per spatial axis, see
-        :func:`ccnet.ops.criss_cross_attention_weights`. For looking at, not for the forward."""
+        `ccnet.ops.criss_cross_attention_weights`. For looking at, not for the forward."""
         return criss_cross_attention_weights(self.query_conv(x), self.key_conv(x))
 
     def extra_repr(self) -> str:
@@ -103,7 +103,7 @@ class CrissCrossAttention(_CrissCrossBlock):
     ``in_channels``; ``gamma`` starts at 0 (``gamma_init``) so the block starts as the identity. Parameter names
     (``query_conv``, ``key_conv``, ``value_conv``, ``gamma`` of shape [1]) match the original
     implementation, so its state dicts load 1:1. ``backend`` chooses the operator's
-    implementation (see :func:`ccnet.ops.criss_cross_attention`).
+    implementation (see `ccnet.ops.criss_cross_attention`).
     """
 
     attend = staticmethod(criss_cross_attention)
@@ -113,12 +113,12 @@ class CrissCrossAttention(_CrissCrossBlock):
         consecutive frames stored frame by frame, ``(clips * T, C, H, W)``: every position then
         attends along its T-, H- and W-lines within its clip (3D criss-cross attention), with the
         same 1x1 projections. ``frames=1`` gives the same values as the 2D attention. Either way the
-        block runs as one op (:func:`ccnet.ops.criss_cross_block`) where it can."""
+        block runs as one op (`ccnet.ops.criss_cross_block`) where it can."""
         return super().forward(x, frames=frames)
 
     def attention_weights(self, x: Tensor, frames: int | None = None) -> tuple[Tensor, ...]:
-        """As :meth:`_CrissCrossBlock.attention_weights`; with ``frames=T``, the 3D weights of
-        ``x`` read as clips stored frame by frame (see :meth:`forward`): ``(clips, T, H, W, L)``
+        """As `_CrissCrossBlock.attention_weights`; with ``frames=T``, the 3D weights of
+        ``x`` read as clips stored frame by frame (see `forward`): ``(clips, T, H, W, L)``
         per axis."""
         if frames is None:
             return super().attention_weights(x)
@@ -127,10 +127,10 @@ class CrissCrossAttention(_CrissCrossBlock):
 
 
 class RecurrentCrissCrossAttention(nn.Module):
-    """RCCA as a drop-in block for a backbone stage: one :class:`CrissCrossAttention` applied
+    """RCCA as a drop-in block for a backbone stage: one `CrissCrossAttention` applied
     ``recurrence`` times with shared weights (R=2: every position reaches every position), keeping
     the shape of ``(B, C, H, W)`` features. With ``gamma_init=0`` it starts as the identity, so a
-    pretrained backbone is undisturbed at step 0. (The segmentation head, :class:`RCCAHead`, runs
+    pretrained backbone is undisturbed at step 0. (The segmentation head, `RCCAHead`, runs
     the same loop between its own reduction convs.)"""
 
     def __init__(self, in_channels: int, recurrence: int = 2, reduction: int = 8, gamma_init: float = 0.0,

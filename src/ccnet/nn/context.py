@@ -2,18 +2,18 @@
 
 CCNet's ablation (ICCV 2019, Table 5; TPAMI 2020) puts different context modules at the same
 place on the same backbone: ``x -> 3x3 reduce -> context -> 3x3 conv -> concat(x, .) -> fuse ->
-classify``. :class:`ContextHead` is that frame with the module passed in;
-:class:`~ccnet.nn.rcca.RCCAHead` is the same frame with recurrent criss-cross attention (kept as
+classify``. `ContextHead` is that frame with the module passed in;
+`ccnet.nn.rcca.RCCAHead` is the same frame with recurrent criss-cross attention (kept as
 its own class so the published CCNet weights keep their keys). The modules here map a
 ``(B, C, H, W)`` map to ``(B, C, H, W)``:
 
-* :class:`PyramidPooling` -- PSPNet's pyramid pooling module (Zhao et al., CVPR 2017): average
+* `PyramidPooling` -- PSPNet's pyramid pooling module (Zhao et al., CVPR 2017): average
   pooling to 1x1, 2x2, 3x3 and 6x6 bins, a 1x1 conv per bin, upsampled and concatenated with
   the input, then a 3x3 conv.
-* :class:`ASPP` -- DeepLabv3's atrous spatial pyramid pooling (Chen et al., 2017): a 1x1 conv,
+* `ASPP` -- DeepLabv3's atrous spatial pyramid pooling (Chen et al., 2017): a 1x1 conv,
   three 3x3 convs with growing dilation and an image-level pooling branch, concatenated and
   projected by a 1x1 conv.
-* :class:`~ccnet.nn.attention.NonLocal2d` -- one non-local block, every pixel attending to all.
+* `ccnet.nn.attention.NonLocal2d` -- one non-local block, every pixel attending to all.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ccnet.nn.rcca import conv_norm_act, fusion_classifier
 from ccnet.ops import adaptive_avg_pool2d
 
 CONTEXTS = ("rcca", "nonlocal", "ppm", "aspp", "none")
-"""Context modules :class:`ccnet.models.CCNet` can put in its head (``context=``)."""
+"""Context modules `ccnet.models.CCNet` can put in its head (``context=``)."""
 
 
 def conv1x1_norm_act(in_channels: int, out_channels: int, *, norm: str, act: str) -> nn.Sequential:
@@ -43,7 +43,7 @@ class PyramidPooling(nn.Module):
     then a 3x3 conv back to ``channels``. Each bin branch has ``channels // len(bins)`` channels,
     as in PSPNet. Every pixel receives the average of the whole map (bin 1) and of its region at
     each coarser grid: global context without pixel-specific weights. The pooling is
-    :func:`ccnet.ops.adaptive_avg_pool2d`, so exported graphs pool correctly at every size."""
+    `ccnet.ops.adaptive_avg_pool2d`, so exported graphs pool correctly at every size."""
 
     def __init__(self, channels: int, bins: Sequence[int] = (1, 2, 3, 6), *, norm: str = "bn",
                  act: str = "relu", align_corners: bool = True) -> None:
@@ -107,7 +107,7 @@ class ContextHead(nn.Module):
 
     ``x -> conva -> context -> convb -> concat(x, .) -> bottleneck -> logits``, with the same
     names, shapes and ``forward`` result ``(logits, embedding)`` as
-    :class:`~ccnet.nn.rcca.RCCAHead`, so that context modules are compared at the same place on
+    `ccnet.nn.rcca.RCCAHead`, so that context modules are compared at the same place on
     the same backbone. ``embedding_channels``: a 1x1 conv of the context output for the category
     consistent loss, as in the RCCA head.
     """
@@ -151,8 +151,8 @@ def build_context_module(
     aspp_rates: Sequence[int] = (12, 24, 36),
     align_corners: bool = True,
 ) -> nn.Module | None:
-    """The context module ``name`` of :data:`CONTEXTS` (except ``"rcca"``, which is
-    :class:`~ccnet.nn.rcca.RCCAHead`) on ``channels`` channels; ``None`` for ``"none"``."""
+    """The context module ``name`` of `CONTEXTS` (except ``"rcca"``, which is
+    `ccnet.nn.rcca.RCCAHead`) on ``channels`` channels; ``None`` for ``"none"``."""
     if name == "none":
         return None
     if name == "nonlocal":

@@ -93,7 +93,7 @@ def _num_groups(channels: int, preferred: int = 32) -> int:
 def make_norm(kind: str, channels: int, act: str | None = None) -> nn.Module:
     """Norm layer by name, optionally fused with an activation.
 
-    ``kind``: ``bn`` (BatchNorm2d), ``syncbn`` (:class:`SyncBatchNorm`, for multi-process training on
+    ``kind``: ``bn`` (BatchNorm2d), ``syncbn`` (`SyncBatchNorm`, for multi-process training on
     GPUs or CPUs), ``gn``
     (GroupNorm, 32 groups or the largest divisor below) or ``frozenbn`` (fixed statistics).
     ``act``: ``None`` for the plain norm, else an activation name applied after it.
@@ -119,7 +119,7 @@ def make_norm(kind: str, channels: int, act: str | None = None) -> nn.Module:
 
 class NativeSyncBatchNormAct2d(_ActMixin, nn.SyncBatchNorm):
     """PyTorch's ``nn.SyncBatchNorm`` (fused CUDA kernels, one collective each way) followed by
-    the activation: :class:`SyncBatchNormAct2d` for CUDA training. Same state-dict keys."""
+    the activation: `SyncBatchNormAct2d` for CUDA training. Same state-dict keys."""
 
     def __init__(self, num_features: int, act: str = "relu", **kwargs: Any) -> None:
         super().__init__(num_features, **kwargs)
@@ -129,7 +129,7 @@ class NativeSyncBatchNormAct2d(_ActMixin, nn.SyncBatchNorm):
 def convert_sync_batchnorm(module: nn.Module, native: bool = False) -> nn.Module:
     """Replace every BatchNorm (plain or fused with an activation) by its SyncBatchNorm twin.
 
-    ``native=False``: :class:`ccnet.nn.sync_batchnorm.SyncBatchNorm`, which runs on any device,
+    ``native=False``: `ccnet.nn.sync_batchnorm.SyncBatchNorm`, which runs on any device,
     CPU/gloo included. ``native=True`` (CUDA training): ``torch.nn.SyncBatchNorm``, whose fused
     kernels need one collective forward and one backward per layer instead of two each, and keep
     no float32 copies of the activations. Either way the fused activation of the head norms is

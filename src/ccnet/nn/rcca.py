@@ -36,7 +36,7 @@ class RCCAHead(nn.Module):
     module (shared weights) runs every loop; two loops give every pixel a path to every other
     pixel. ``recurrence=0`` keeps the convolutions and skips attention (the paper's baseline).
     Module names follow the official code (``conva``, ``cca``, ``convb``, ``bottleneck``).
-    :class:`ccnet.nn.context.ContextHead` is the same frame around other context modules.
+    `ccnet.nn.context.ContextHead` is the same frame around other context modules.
 
     ``gamma_init``: the attention's residual weight at the start (0 in the paper).
 
@@ -73,7 +73,7 @@ class RCCAHead(nn.Module):
         """Returns ``(logits, embedding)``; ``embedding`` is None without ``embedding_channels``.
         ``recurrence`` overrides the number of loops for this call. ``frames=T``: ``x`` holds
         clips of T frames stored frame by frame and the attention runs across each clip (3D);
-        the convolutions stay per frame (see :class:`ccnet.models.CCNet3D`)."""
+        the convolutions stay per frame (see `ccnet.models.CCNet3D`)."""
         loops = self.recurrence if recurrence is None else recurrence
         out = self.conva(x)
         for _ in range(loops):
@@ -85,7 +85,7 @@ class RCCAHead(nn.Module):
 
 
 RCCAModule = RCCAHead
-"""The official code's name for :class:`RCCAHead`."""
+"""The official code's name for `RCCAHead`."""
 
 
 class FCNHead(nn.Sequential):

@@ -1,7 +1,7 @@
 """The whole criss-cross attention block as one op: ``gamma * CCA(q(x), k(x), v(x)) + x``.
 
 Why an op of its own: the attention runs on channels-last matrices, while models train in NCHW.
-Composed from ``Conv2d`` and :func:`ccnet.ops.criss_cross_attention`, an NCHW block pays layout
+Composed from ``Conv2d`` and `ccnet.ops.criss_cross_attention`, an NCHW block pays layout
 transposes of q, k, v into the op and of the output out of it, again in backward, plus the CPU
 convolutions' own reorders. Here the layouts meet inside GEMMs instead:
 
@@ -31,7 +31,7 @@ buffer *is* the channels-last ``(clips, T, H, W, C')`` clip tensor the 3D attent
 Eager only, and the ``"function"`` backend's (the default): with another backend, under tracers
 and exporters, under autocast, for double backward and for inputs the fused path does not cover
 (mixed dtypes, missing biases, other layouts), the block is the plain composition of
-convolutions and :func:`ccnet.ops.criss_cross_attention`.
+convolutions and `ccnet.ops.criss_cross_attention`.
 """
 
 from __future__ import annotations
@@ -63,16 +63,16 @@ def criss_cross_block(x: Tensor, query_weight: Tensor, query_bias: Tensor | None
         key_weight: ``(Cq, C, 1, 1[, 1])``, with a bias of matching length (or None).
         value_weight: ``(C, C, 1, 1[, 1])``, with a bias of matching length (or None).
         gamma: the residual weight, shape ``(1,)``.
-        backend: the attention's implementation, as in :func:`criss_cross_attention`; the block runs as
+        backend: the attention's implementation, as in `criss_cross_attention`; the block runs as
             one op when it resolves to ``"function"`` (the default), as the composition otherwise.
         frames: ``T`` for clips stored frame by frame: ``x`` is ``(clips * T, C, H, W)``, consecutive
             ``T`` entries one clip, and the attention is 3D within each clip
-            (:func:`ccnet.ops.clips.clip_criss_cross_attention`); None (the default) for 2D or 3D
+            (`ccnet.ops.clips.clip_criss_cross_attention`); None (the default) for 2D or 3D
             attention on ``x`` as it is.
 
     Returns:
         Same shape, dtype and layout as ``x``. Same values and gradients as the composition of
-        convolutions and :func:`criss_cross_attention` (the fused path is used in eager mode; see
+        convolutions and `criss_cross_attention` (the fused path is used in eager mode; see
         the module docstring).
     """
     params = (query_weight, query_bias, key_weight, key_bias, value_weight, value_bias, gamma)
@@ -156,7 +156,7 @@ _GROUP_BYTES = 64 * 2**20
 
 
 def _groups(x: Tensor, frames: int | None = None) -> list[slice]:
-    """Consecutive batch slices of about equal size, each within :data:`_GROUP_BYTES` per temporary;
+    """Consecutive batch slices of about equal size, each within `_GROUP_BYTES` per temporary;
     with ``frames``, slices of whole clips (the attention's samples)."""
     unit = frames or 1
     batch = x.shape[0] // unit
@@ -229,7 +229,7 @@ def _fused_forward(x: Tensor, params: tuple[Tensor, ...], for_backward: bool,
     """The block's output and, ``for_backward``, the q/k/v buffer and the log-sum-exp to save (both
     per frame with ``frames``: ``(B, H, W, C')`` and ``(B, H, W)``).
 
-    Group by group (:func:`_groups`), so the energies and the channels-last output exist for a few
+    Group by group (`_groups`), so the energies and the channels-last output exist for a few
     samples (clips) at a time; without backward the projections too, freed before the output is
     allocated."""
     query_weight, query_bias, key_weight, key_bias, value_weight, value_bias, gamma = params
@@ -254,7 +254,7 @@ def _fused_forward(x: Tensor, params: tuple[Tensor, ...], for_backward: bool,
 class CrissCrossBlockFunction(torch.autograd.Function):
     """The fused block (see the module docstring). Saves x, the fused weight, ``gamma``, the q/k/v
     buffer and the log-sum-exp; double backward differentiates the composition instead. ``frames``
-    (not a tensor; None for the 2D or plain 3D block) as in :func:`criss_cross_block`."""
+    (not a tensor; None for the 2D or plain 3D block) as in `criss_cross_block`."""
 
     @staticmethod
     def forward(ctx: FunctionCtx, x: Tensor, query_weight: Tensor, query_bias: Tensor, key_weight: Tensor,

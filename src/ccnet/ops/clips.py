@@ -27,7 +27,7 @@ def frames_to_clips(t: Tensor, frames: int) -> Tensor:
 
 
 def clips_to_frames(t: Tensor) -> Tensor:
-    """Inverse of :func:`frames_to_clips`: ``(N, C, T, H, W)`` -> ``(N * T, C, H, W)`` (a view where
+    """Inverse of `frames_to_clips`: ``(N, C, T, H, W)`` -> ``(N * T, C, H, W)`` (a view where
     the clip tensor's layout allows, as for channels-last-3d; a copy otherwise)."""
     return t.transpose(1, 2).flatten(0, 1)
 
@@ -35,6 +35,6 @@ def clips_to_frames(t: Tensor) -> Tensor:
 def clip_criss_cross_attention(query: Tensor, key: Tensor, value: Tensor, frames: int, backend: str = "auto") -> Tensor:
     """3D criss-cross attention on clips stored frame by frame: ``(clips * frames, C, H, W)``
     tensors, consecutive ``frames`` entries forming one clip; ``backend`` as in
-    :func:`ccnet.ops.criss_cross_attention_3d`. Views in and out."""
+    `ccnet.ops.criss_cross_attention_3d`. Views in and out."""
     query, key, value = (frames_to_clips(t, frames) for t in (query, key, value))
     return clips_to_frames(criss_cross_attention_3d(query, key, value, backend=backend))

@@ -1,8 +1,8 @@
 """Criss-cross attention written with differentiable PyTorch ops only.
 
 This is what tracers and exporters (ONNX, ``torch.compile``, ``torch.export``) see, and what
-double backward differentiates; the eager fast path is :mod:`ccnet.ops.criss_cross_function`.
-Both are checked against the dense reference in :mod:`ccnet.ops.reference`.
+double backward differentiates; the eager fast path is `ccnet.ops.criss_cross_function`.
+Both are checked against the dense reference in `ccnet.ops.reference`.
 """
 
 from __future__ import annotations

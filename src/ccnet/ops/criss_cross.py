@@ -14,12 +14,12 @@ is disabled inside: the op chooses its own precisions.
 Three implementations of one algorithm, each in its own module, chosen here and only here
 (``backend``):
 
-* ``"function"``: the memory-lean autograd function of :mod:`ccnet.ops.criss_cross_function`
+* ``"function"``: the memory-lean autograd function of `ccnet.ops.criss_cross_function`
   (channels-last GEMMs on strided line views, saves only the inputs and a per-position
   log-sum-exp); channels-last inputs are its fast path, NCHW inputs are transposed in and out.
-* ``"composite"``: :mod:`ccnet.ops.composite`, differentiable PyTorch ops only: what tracers and
+* ``"composite"``: `ccnet.ops.composite`, differentiable PyTorch ops only: what tracers and
   exporters see, and what double backward differentiates.
-* ``"triton"``: the fused Triton kernels of :mod:`ccnet.ops.criss_cross_triton` (CUDA; CPU
+* ``"triton"``: the fused Triton kernels of `ccnet.ops.criss_cross_triton` (CUDA; CPU
   tensors only through Triton's interpreter, ``TRITON_INTERPRET=1``). Opt-in until
   ``make gpu-check`` has measured it faster on a GPU.
 * ``"auto"`` (default): the environment variable ``CCNET_CCA_BACKEND`` when set, else
@@ -128,7 +128,7 @@ def criss_cross_attention(query: Tensor, key: Tensor, value: Tensor, backend: st
     Returns:
         ``(B, C, H, W)``: for every pixel, the softmax-weighted sum of the values on its row and
         column (H + W - 1 positions, the pixel itself once), weights from ``query . key``. No
-        ``gamma`` and no residual: those belong to :class:`ccnet.nn.CrissCrossAttention`.
+        ``gamma`` and no residual: those belong to `ccnet.nn.CrissCrossAttention`.
         Same dtype as the inputs; channels-last when ``value`` is.
     """
     check_backend(backend)
@@ -142,7 +142,7 @@ def criss_cross_attention_3d(query: Tensor, key: Tensor, value: Tensor, backend:
     Each voxel attends to the voxels on its T-, H- and W-lines, itself counted exactly once
     (T + H + W - 2 positions, one joint softmax). Note that the widely copied pure-PyTorch 3D
     implementation counts the centre twice (once on two of its lines); this one does not.
-    ``backend`` as in :func:`criss_cross_attention`.
+    ``backend`` as in `criss_cross_attention`.
     """
     check_backend(backend)
     _check_inputs(query, key, value, spatial_dims=3)
@@ -150,8 +150,8 @@ def criss_cross_attention_3d(query: Tensor, key: Tensor, value: Tensor, backend:
 
 
 def criss_cross_attention_weights(query: Tensor, key: Tensor) -> tuple[Tensor, ...]:
-    """The attention weights that :func:`criss_cross_attention` (2D) or
-    :func:`criss_cross_attention_3d` (3D) give ``query`` and ``key``: one tensor per spatial axis.
+    """The attention weights that `criss_cross_attention` (2D) or
+    `criss_cross_attention_3d` (3D) give ``query`` and ``key``: one tensor per spatial axis.
 
     For ``(B, Cq, H, W)`` inputs: ``(column, row)``, ``column[b, i, j, h]`` the weight pixel
     ``(i, j)`` gives ``(h, j)`` and ``row[b, i, j, w]`` the weight it gives ``(i, w)``; for

@@ -1,6 +1,6 @@
 """Memory-lean criss-cross attention: a custom autograd function, flash-attention style.
 
-The eager composite (:func:`ccnet.ops.composite.criss_cross_composite`) lets autograd keep
+The eager composite (`ccnet.ops.composite.criss_cross_composite`) lets autograd keep
 every intermediate: line-major copies of q, k and v, the energies, their concatenation and the
 attention maps. This function keeps only q, k, v (channels-last) and one float32 log-sum-exp per
 position; backward recomputes the energies (``Cq``-channel matmuls, about a tenth of the work)
@@ -48,14 +48,14 @@ def _line_batches(x: Tensor, axis: int) -> list[Tensor]:
 
 def _energy_shape(shape: torch.Size, axis: int) -> tuple[int, int, int, int]:
     """Shape ``(outer, after, L, L)`` of the energies of ``axis``: one ``(L, L)`` matrix per line,
-    lines in the order :func:`_line_batches` yields them."""
+    lines in the order `_line_batches` yields them."""
     batch, *spatial, _ = shape
     length = spatial[axis]
     return (batch * math.prod(spatial[:axis]), math.prod(spatial[axis + 1:]), length, length)
 
 
 def _matrix_batches(x: Tensor) -> list[Tensor]:
-    """Batches of an ``(outer, after, L, L)`` per-line tensor matching :func:`_line_batches`."""
+    """Batches of an ``(outer, after, L, L)`` per-line tensor matching `_line_batches`."""
     return [x.flatten(0, 1)] if x.shape[1] == 1 else list(x.unbind(0))
 
 
@@ -65,7 +65,7 @@ def _per_position(x: Tensor, shape: torch.Size, axis: int) -> Tensor:
 
 
 def _to_lines_order(x: Tensor, shape: torch.Size, axis: int) -> Tensor:
-    """Inverse of :func:`_per_position`: ``(B, *spatial)`` -> ``(outer, after, L, 1)``."""
+    """Inverse of `_per_position`: ``(B, *spatial)`` -> ``(outer, after, L, 1)``."""
     outer, after, length, _ = _energy_shape(shape, axis)
     return x.reshape(outer, length, after).transpose(1, 2).unsqueeze(-1)
 
@@ -208,7 +208,7 @@ def criss_cross_backward(
 def backward_channels_last(
     grad: Tensor, q: Tensor, k: Tensor, v: Tensor, lse: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Backward on channels-last tensors (as :func:`forward_channels_last`; ``grad`` contiguous in
+    """Backward on channels-last tensors (as `forward_channels_last`; ``grad`` contiguous in
     the value dtype): contiguous gradients of q, k (energy dtype) and v, and ``D``, each
     position's ``<grad, out>`` ``(B, *spatial)``, which is also the gradient of a scale on the
     output (the block's ``gamma``) per position."""

@@ -21,7 +21,7 @@ Algorithm (2D and 3D alike; an axis is a spatial dimension, a line the positions
   gradient is written without atomics (deterministic), and the energies are computed once.
 * Memory kept between forward and backward: q, k, v, the output (which the caller holds
   anyway: no extra memory) and the float32 log-sum-exp, the contract of
-  :class:`ccnet.ops.criss_cross_function.CrissCrossFunction` plus a reference to the output.
+  `ccnet.ops.criss_cross_function.CrissCrossFunction` plus a reference to the output.
   Temporaries: half-precision inputs accumulate the axes in float32 buffers of the output's and
   gradients' sizes (float32 inputs accumulate in place).
 
@@ -213,7 +213,7 @@ TILES = {
 
 
 def _tiles(dtype: torch.dtype) -> dict[str, int]:
-    """The row of :data:`TILES` for inputs of ``dtype`` under PyTorch's matmul precision."""
+    """The row of `TILES` for inputs of ``dtype`` under PyTorch's matmul precision."""
     if dtype != torch.float32:
         return TILES["half"]
     return TILES["ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"]
@@ -325,7 +325,7 @@ def triton_backward(grad_out: Tensor, query: Tensor, key: Tensor, value: Tensor,
 class TritonCrissCrossFunction(torch.autograd.Function):
     """Criss-cross attention over every spatial axis with the Triton kernels. Saves q, k, v,
     the output and the log-sum-exp; double backward (``create_graph=True``) differentiates the
-    composite, as :class:`ccnet.ops.criss_cross_function.CrissCrossFunction` does."""
+    composite, as `ccnet.ops.criss_cross_function.CrissCrossFunction` does."""
 
     @staticmethod
     def forward(ctx: FunctionCtx, query: Tensor, key: Tensor, value: Tensor, interpret: bool) -> Tensor:
@@ -344,9 +344,9 @@ class TritonCrissCrossFunction(torch.autograd.Function):
 
 def criss_cross_triton(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
     """Criss-cross attention over every spatial axis of ``(B, C, *spatial)`` tensors with the
-    Triton kernels (inputs already checked by :mod:`ccnet.ops.criss_cross`). Raises a one-line
+    Triton kernels (inputs already checked by `ccnet.ops.criss_cross`). Raises a one-line
     error when Triton is missing, for other dtypes, for CPU tensors without the interpreter, for
-    gradients at sizes :func:`backward_limit` refuses and for grids beyond CUDA's limit."""
+    gradients at sizes `backward_limit` refuses and for grids beyond CUDA's limit."""
     interpret = _check_usable(value)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)):
         refusal = backward_limit(value.shape[2:], query.shape[1])

@@ -1,6 +1,6 @@
 """Triton kernels of criss-cross attention (forward and backward), one axis per launch.
 
-Imported on first use by :mod:`ccnet.ops.criss_cross_triton`, which launches the kernels and
+Imported on first use by `ccnet.ops.criss_cross_triton`, which launches the kernels and
 describes the algorithm, the layouts and the memory traffic.
 
 Matrix products are ``tl.dot(a.to(DOT), b.to(DOT))``: ``DOT`` is the operands' own dtype

@@ -41,7 +41,7 @@ def adaptive_avg_pool2d_dynamic(x: Tensor, output_size: int | tuple[int, int]) -
 
 
 def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int, int]) -> Tensor:
-    """PyTorch's kernel in eager mode; :func:`adaptive_avg_pool2d_dynamic` under tracers and exporters."""
+    """PyTorch's kernel in eager mode; `adaptive_avg_pool2d_dynamic` under tracers and exporters."""
     if _is_tracing():
         return adaptive_avg_pool2d_dynamic(x, output_size)
     return F.adaptive_avg_pool2d(x, output_size)

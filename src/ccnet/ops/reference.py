@@ -43,12 +43,12 @@ def _dense_masked_attention(query: Tensor, key: Tensor, value: Tensor) -> Tensor
 
 
 def criss_cross_attention_reference(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-    """Dense reference of :func:`ccnet.ops.criss_cross_attention` (``(B, C, H, W)`` tensors)."""
+    """Dense reference of `ccnet.ops.criss_cross_attention` (``(B, C, H, W)`` tensors)."""
     return _dense_masked_attention(query, key, value)
 
 
 def criss_cross_attention_3d_reference(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-    """Dense reference of :func:`ccnet.ops.criss_cross_attention_3d` (``(B, C, T, H, W)`` tensors)."""
+    """Dense reference of `ccnet.ops.criss_cross_attention_3d` (``(B, C, T, H, W)`` tensors)."""
     return _dense_masked_attention(query, key, value)
 
 

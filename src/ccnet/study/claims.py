@@ -1,6 +1,6 @@
 """Verdicts: from the runs' results to one verdict per planned claim (no files, no plots).
 
-Every comparison of the plan is decided by the paired statistics of :mod:`ccnet.study.stats`:
+Every comparison of the plan is decided by the paired statistics of `ccnet.study.stats`:
 
 * superiority: ``shown`` (one-sided paired t-test in the paper's direction below alpha, Holm-adjusted
   for primary comparisons), ``reversed`` (the 95% interval entirely below 0), else ``not shown``;
@@ -11,11 +11,11 @@ Every comparison of the plan is decided by the paired statistics of :mod:`ccnet.
   ``not shown``;
 * ``not tested by this setting``, with its reason: a planned seed of either arm has not finished
   (``runs missing``), both arms are at the ceiling in every seed (context-class IoU at least
-  :data:`CEILING_IOU`), or both arms diverge never or always.
+  `CEILING_IOU`), or both arms diverge never or always.
 
 Holm's correction runs over every primary comparison of the plan, a comparison not decided yet
 counting with p = 1, so that the number of tests is the plan's, not the number finished so far.
-The cost claims (memory, FLOPs) are deterministic measurements: :func:`ratio_verdict`.
+The cost claims (memory, FLOPs) are deterministic measurements: `ratio_verdict`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What each variant costs: time and peak memory of a training step, FLOPs of the head.
 
-Measured with the meters of :mod:`ccnet.bench.measure`, once per variant (cost does not depend
+Measured with the meters of `ccnet.bench.measure`, once per variant (cost does not depend
 on the seed), all variants in one process: training steps are timed round-robin so that load
 from other processes hits every variant alike, and only ratios between variants of the same
 measurement are meant to be compared.

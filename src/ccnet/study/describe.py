@@ -1,5 +1,5 @@
 """Facts the reports quote, computed rather than retyped: a run's settings (from the plan and
-:class:`ccnet.config.Config`), the distances from grey objects to their keys (from the scene
+`ccnet.config.Config`), the distances from grey objects to their keys (from the scene
 generator, at the size actually trained) and the commands that made a study, without local paths."""
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _gap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
 
 
 def key_distances(config: Config, scenes: int = SCENES) -> Distances:
-    """:class:`Distances` on the first ``scenes`` validation scenes of ``config``'s synthetic task."""
+    """`Distances` on the first ``scenes`` validation scenes of ``config``'s synthetic task."""
     from ccnet.engine.build import build_val_dataset
 
     dataset = build_val_dataset(config)

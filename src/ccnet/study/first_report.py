@@ -3,7 +3,7 @@
 
 For each claim of the paper: what the paper reports, what was measured here, and whether it
 holds here. A difference counts only when it exceeds the spread (the two standard deviations
-over seeds added; see :class:`ccnet.study.results.Comparison`). Where a claim is not shown, the
+over seeds added; see `ccnet.study.results.Comparison`). Where a claim is not shown, the
 report checks from the same data whether the task could separate the variants at all (are both
 at the ceiling? did they differ earlier in training?).
 """

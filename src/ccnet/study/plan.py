@@ -1,17 +1,17 @@
 """What ``ccnet reproduce`` trains: the paper's ablations as variants of the synthetic default job.
 
-Every variant is the default job (:class:`ccnet.config.Config`: ResNet-18 CCNet at output stride
+Every variant is the default job (`ccnet.config.Config`: ResNet-18 CCNet at output stride
 16 on the synthetic long-range-context scenes, gamma starting at 1, head at 10x the learning rate,
 gradients clipped) with a few ``key=value`` overrides, so that variants differ in one thing only.
 A variant used by several ablations (the no-context baseline is the paper's R=0 and its "no
 context module"; RCCA R=2 without the consistency loss appears in all three) is trained once.
 
-The pre-registered study (:data:`EXPERIMENTS`, what a plain ``ccnet reproduce`` trains) is fixed
+The pre-registered study (`EXPERIMENTS`, what a plain ``ccnet reproduce`` trains) is fixed
 here before any run and written to the study folder as ``plan.json`` first: its experiments, their
 variants, seeds, sizes, iterations and learning rates, the primary comparisons (Holm-corrected
-together) and the equivalence margins; the analysis (:mod:`ccnet.study.stats`) follows it. Its
-settings were chosen on pilot seeds (100 and up), never part of the results; :data:`PILOTS` records
-what they showed. The paper's ablations of the first study (:data:`ABLATIONS`) stay selectable
+together) and the equivalence margins; the analysis (`ccnet.study.stats`) follows it. Its
+settings were chosen on pilot seeds (100 and up), never part of the results; `PILOTS` records
+what they showed. The paper's ablations of the first study (`ABLATIONS`) stay selectable
 with ``--only`` for the committed one-key study.
 """
 

@@ -2,10 +2,10 @@
 and the figures next to them.
 
 A pre-registered study (with ``plan.json``): the comparisons, primary ones, margins and seeds come
-from the plan written before the first run, the verdicts from :mod:`ccnet.study.claims`, the
-paper's numbers from :mod:`ccnet.study.paper`, the figures from :mod:`ccnet.study.plots`; settings
-quoted in prose from the plan and :class:`ccnet.config.Config`, distances from the scene generator.
-A folder without a plan is the first study: :mod:`ccnet.study.first_report`.
+from the plan written before the first run, the verdicts from `ccnet.study.claims`, the
+paper's numbers from `ccnet.study.paper`, the figures from `ccnet.study.plots`; settings
+quoted in prose from the plan and `ccnet.config.Config`, distances from the scene generator.
+A folder without a plan is the first study: `ccnet.study.first_report`.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ class RunResult:
 
     @property
     def context_classes_solved(self) -> int:
-        """How many of the three context classes reach :data:`CLASS_SOLVED_IOU`."""
+        """How many of the three context classes reach `CLASS_SOLVED_IOU`."""
         return sum(1 for k in CONTEXT_CLASSES if k < len(self.iou) and self.iou[k] >= CLASS_SOLVED_IOU)
 
 

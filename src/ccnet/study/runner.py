@@ -6,7 +6,7 @@ Layout of a study folder::
     DIR/cost.json                    per variant: step time, peak memory, head GFLOPs
     DIR/runs/<variant>/seed<N>/      one run: config.yaml, log.jsonl, train.log, metrics.json,
                                      status.json, checkpoints/latest.pt, model/, tensorboard/
-    DIR/report.md, DIR/*.png         the report (:mod:`ccnet.study.report`)
+    DIR/report.md, DIR/*.png         the report (`ccnet.study.report`)
 
 A run is finished when its ``status.json`` says ``done`` (with ``metrics.json`` written) or
 ``diverged`` (a non-finite loss: a result, kept, not retried). Anything else is started, or
@@ -189,7 +189,7 @@ def run_study(
 
 
 def _probe(path: Path, config: Config, state: str) -> None:
-    """The one-hop / two-hop accuracy of a finished run (:mod:`ccnet.study.probe`), once."""
+    """The one-hop / two-hop accuracy of a finished run (`ccnet.study.probe`), once."""
     from ccnet.study.probe import PROBE_NAME, probe_run
 
     if state == "done" and not (path / PROBE_NAME).is_file():

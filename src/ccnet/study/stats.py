@@ -12,7 +12,7 @@ by their two spreads. For each comparison:
 * failure-rate claims (divergences out of n runs) as counts, with Fisher's exact test (one-sided,
   in the paper's direction).
 
-Distributions come from :mod:`scipy.stats`; values are fractions (IoU in [0, 1]) or any unit, the
+Distributions come from `scipy.stats`; values are fractions (IoU in [0, 1]) or any unit, the
 functions do not care.
 """
 

@@ -4,7 +4,7 @@ Loop ``r`` of a recurrent criss-cross attention head is a row-stochastic ``(N, N
 ``A_r`` over the ``N`` feature positions: row ``i`` holds the weights position ``i`` gives the
 positions on its criss-cross path (row and column in 2D; T-, H- and W-lines in 3D), computed
 from the loop's own input by the block's own query/key convs and the op's own energy code
-(:meth:`ccnet.nn.CrissCrossAttention.attention_weights`). Nothing here re-implements energies.
+(`ccnet.nn.CrissCrossAttention.attention_weights`). Nothing here re-implements energies.
 
 For a position ``p`` (one-hot row vector ``e_p``):
 
@@ -78,7 +78,7 @@ def propagate(maps: Tensor, weights: Sequence[Tensor]) -> Tensor:
     Args:
         maps: ``(B, P, *spatial)``, ``P`` row vectors over the positions of each batch element.
         weights: the loop's weights, one ``(B, *spatial, L_axis)`` tensor per spatial axis, as
-            :func:`ccnet.ops.criss_cross_attention_weights` returns them.
+            `ccnet.ops.criss_cross_attention_weights` returns them.
 
     Returns:
         ``(B, P, *spatial)``: ``out[j] = sum_i maps[i] * A[i, j]``, ``i`` over the positions on
@@ -137,8 +137,8 @@ def layer_attention_maps(
     """Runs ``block`` ``recurrence`` times on ``x`` (shared weights, as the RCCA head does) and
     returns ``(loops, crosses)`` of ``positions``, both ``(B, P, R, *spatial)``.
 
-    ``x`` is a ``(B, C, H, W)`` feature map for :class:`~ccnet.nn.CrissCrossAttention` or
-    ``(B, C, T, H, W)`` for :class:`~ccnet.nn.CrissCrossAttention3d`; ``positions`` are
+    ``x`` is a ``(B, C, H, W)`` feature map for `ccnet.nn.CrissCrossAttention` or
+    ``(B, C, T, H, W)`` for `ccnet.nn.CrissCrossAttention3d`; ``positions`` are
     ``(y, x)`` / ``(t, y, x)`` feature coordinates.
     """
     if recurrence < 1:
@@ -154,7 +154,7 @@ def layer_attention_maps(
 def record_attention_inputs(model: nn.Module) -> Iterator[list[tuple[nn.Module, Tensor, int | None]]]:
     """Within the block, every call of a criss-cross attention block inside ``model`` appends
     ``(block, input, frames)`` to the yielded list, in call order (one entry per loop);
-    ``frames`` is the ``frames=T`` a clip model (:class:`ccnet.models.CCNet3D`) passes, else None."""
+    ``frames`` is the ``frames=T`` a clip model (`ccnet.models.CCNet3D`) passes, else None."""
     calls: list[tuple[nn.Module, Tensor, int | None]] = []
 
     def hook(module: nn.Module, args: tuple, kwargs: dict, _output: Tensor) -> None:
@@ -199,8 +199,8 @@ def feature_index(coords: Tensor, input_length: int, feature_length: int, align_
 @dataclass
 class AttentionRecord:
     """What one forward pass of a model left: the attention weights of every loop, in loop order
-    (see :func:`ccnet.ops.criss_cross_attention_weights`; batch of one), the output logits, and
-    the sizes to map input pixels onto feature cells. :meth:`maps` turns it into the maps of any
+    (see `ccnet.ops.criss_cross_attention_weights`; batch of one), the output logits, and
+    the sizes to map input pixels onto feature cells. `maps` turns it into the maps of any
     pixels without another forward pass."""
 
     input_size: tuple[int, ...]
@@ -215,7 +215,7 @@ class AttentionRecord:
 
     def positions(self, pixels: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
         """The feature cell of each ``pixel`` (input coordinates): the nearest under the model's
-        upsampling (:func:`feature_index`)."""
+        upsampling (`feature_index`)."""
         out = []
         for pixel in pixels:
             pixel = tuple(int(c) for c in pixel)
@@ -227,7 +227,7 @@ class AttentionRecord:
         return out
 
     def maps(self, pixels: Sequence[Sequence[int]]) -> AttentionMaps:
-        """The :class:`AttentionMaps` of ``pixels`` (input coordinates)."""
+        """The `AttentionMaps` of ``pixels`` (input coordinates)."""
         positions = self.positions(pixels)
         loops, crosses = compose_loops(self.weights, positions)
         pixels = [tuple(int(c) for c in pixel) for pixel in pixels]
@@ -239,11 +239,11 @@ def record_attention(model: nn.Module, image: Tensor, *, align_corners: bool | N
     """One forward pass of ``image`` through ``model``, keeping every criss-cross attention loop's
     weights (computed from the loop's input by the block's own query/key convs).
 
-    Works for any model whose criss-cross attention blocks (:class:`~ccnet.nn.CrissCrossAttention`
-    or :class:`~ccnet.nn.CrissCrossAttention3d`, shared or not) run as one chain of loops on one
+    Works for any model whose criss-cross attention blocks (`ccnet.nn.CrissCrossAttention`
+    or `ccnet.nn.CrissCrossAttention3d`, shared or not) run as one chain of loops on one
     feature map, and whose input is ``(B, C, *spatial)`` with the same spatial axes as those
-    features: :class:`ccnet.CCNet` (``image`` ``(3, H, W)``, pixels ``(y, x)``), or
-    :class:`ccnet.models.CCNet3D` (or another video model whose head runs
+    features: `ccnet.CCNet` (``image`` ``(3, H, W)``, pixels ``(y, x)``), or
+    `ccnet.models.CCNet3D` (or another video model whose head runs
     ``CrissCrossAttention3d`` on ``(B, C, T, h, w)`` features) on a ``(3, T, H, W)`` clip with
     ``(t, y, x)`` pixels: maps ``(T, h, w)``, frame ``t``'s part is ``loops[p, r, t]``, a frame's
     share ``loops[p, r, t].sum()``; a CCNet3D that attends per frame (``temporal=False``) keeps
@@ -297,7 +297,7 @@ def attention_maps(
     after each loop of ``model``'s criss-cross attention, from one forward pass of ``image``.
 
     Each pixel falls on the feature cell nearest to it under the model's upsampling. See
-    :func:`record_attention` for the models and inputs this takes, and the module docstring for
+    `record_attention` for the models and inputs this takes, and the module docstring for
     what the maps are.
     """
     return record_attention(model, image, align_corners=align_corners).maps(pixels)

@@ -34,13 +34,13 @@ _GAP = 6
 
 def display_scale(size: Sequence[int]) -> int:
     """Integer enlargement of an ``(H, W)`` image so that its shorter side is at least
-    :data:`MIN_PANEL_SIDE`."""
+    `MIN_PANEL_SIDE`."""
     return max(1, -(-MIN_PANEL_SIDE // max(1, min(size))))
 
 
 def upsample_map(feature_map: Tensor | np.ndarray, size: Sequence[int], align_corners: bool) -> np.ndarray:
     """An ``(h, w)`` feature-resolution map at image size ``(H, W)``: every pixel takes the value
-    of the feature cell it falls on (:func:`ccnet.viz.feature_index`), so the cells stay visible
+    of the feature cell it falls on (`ccnet.viz.feature_index`), so the cells stay visible
     and the chosen pixel lies inside its own cell."""
     values = torch.as_tensor(feature_map)
     rows = feature_index(torch.arange(size[0]), size[0], values.shape[0], align_corners)
@@ -142,7 +142,7 @@ def legend(info: DatasetInfo, classes: Sequence[int], width: int) -> np.ndarray:
 
 
 def attention_figure(image: np.ndarray, maps: AttentionMaps, info: DatasetInfo, *, align_corners: bool) -> np.ndarray:
-    """All pixels of ``maps``: one :func:`attention_row` each, then a legend of the predicted classes."""
+    """All pixels of ``maps``: one `attention_row` each, then a legend of the predicted classes."""
     rows = [attention_row(image, maps, i, info, align_corners=align_corners) for i in range(len(maps.pixels))]
     present = sorted(int(c) for c in maps.logits[0].argmax(0).unique())
     return _vstack([*rows, legend(info, present, rows[0].shape[1])])
