@@ -18,10 +18,7 @@ from typing import Any, Union
 import yaml
 
 from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD
-
-
-class ConfigError(ValueError):
-    """A config file or override is malformed; the message names the key or file."""
+from ccnet.errors import ConfigError
 
 
 class _YamlLoader(yaml.SafeLoader):
