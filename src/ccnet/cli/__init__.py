@@ -30,6 +30,7 @@ from ccnet.cli import (
     visualize_attention,
 )
 from ccnet.cli.common import one_line
+from ccnet.cli.logs import configure_logging
 from ccnet.errors import CCNetError
 
 
@@ -93,6 +94,7 @@ def _debug(args: argparse.Namespace) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    configure_logging()
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
         try:
