@@ -118,3 +118,33 @@ def test_video_configs():
     synthetic = load_config(configs / "synthetic_video.yaml")
     assert synthetic.is_video and synthetic.video.attention == "3d" and synthetic.model.recurrence == 2
     assert not Config().is_video
+
+
+@pytest.mark.parametrize("override, allowed", [
+    ("eval.mode=slid", "'whole', 'slide'"),
+    ("amp=fp32", "'auto', 'off', 'bf16', 'fp16'"),
+    ("model.context=psp", "'rcca', 'nonlocal', 'ppm', 'aspp', 'none'"),
+    ("optim.schedule=cosine", "'poly', 'step'"),
+    ("task=segmentaton", "'segmentation', 'detection'"),
+    ("model.norm=sync", "'bn', 'syncbn', 'gn', 'frozenbn'"),
+    ("model.recurrence=-3", ">= 0"),
+    ("optim.lr=-1", "> 0.0"),
+])
+def test_bad_values_refused_at_load_with_allowed_values(override, allowed):
+    from ccnet.config import load_config
+    from ccnet.errors import ConfigError
+    key, value = override.split("=")
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=[override])
+    message = str(info.value)
+    assert key in message and value in message and allowed in message
+    assert "\n" not in message
+
+
+def test_bad_value_in_stored_config_refused():
+    from ccnet.config import Config, config_from_dict
+    from ccnet.errors import ConfigError
+    values = Config().to_dict()
+    values["eval"]["mode"] = "slid"
+    with pytest.raises(ConfigError, match="eval.mode: 'slid' is not one of 'whole', 'slide'"):
+        config_from_dict(values)
