@@ -146,5 +146,5 @@ def test_bad_value_in_stored_config_refused():
     from ccnet.errors import ConfigError
     values = Config().to_dict()
     values["eval"]["mode"] = "slid"
-    with pytest.raises(ConfigError, match="eval.mode: 'slid' is not one of 'whole', 'slide'"):
+    with pytest.raises(ConfigError, match=r"eval\.mode: 'slid' is not one of 'whole', 'slide'"):
         config_from_dict(values)

@@ -323,9 +323,11 @@ def _check_bounds(target: Any, prefix: str = "") -> None:
             _check_bounds(value, f"{key}.")
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             if "min" in f.metadata and value < f.metadata["min"]:
-                raise ConfigError(f"{key}: {value!r} is below the minimum {f.metadata['min']!r} (allowed: >= {f.metadata['min']!r})")
+                low = f.metadata["min"]
+                raise ConfigError(f"{key}: {value!r} is below the minimum (allowed: >= {low!r})")
             if "min_exclusive" in f.metadata and value <= f.metadata["min_exclusive"]:
-                raise ConfigError(f"{key}: {value!r} is not allowed (allowed: > {f.metadata['min_exclusive']!r})")
+                low = f.metadata["min_exclusive"]
+                raise ConfigError(f"{key}: {value!r} is not allowed (allowed: > {low!r})")
 
 
 def _parse_override(text: str) -> dict[str, Any]:
