@@ -215,7 +215,8 @@ class Config:
     # The run's name (banner, default run folder); null: named after the dataset (a folder
     # dataset after its root folder).
     name: str | None = None
-    task: Literal["segmentation", "detection"] = "segmentation"  # segmentation (CCNet) | detection (Mask R-CNN, the detection section)
+    # segmentation (CCNet) | detection (Mask R-CNN, the detection section)
+    task: Literal["segmentation", "detection"] = "segmentation"
     output_dir: str = "runs"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
