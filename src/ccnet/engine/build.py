@@ -199,8 +199,6 @@ def _image_criterion(config: Config, ignore_index: int) -> SegmentationCriterion
 def infer_kwargs(config: Config, info: DatasetInfo) -> dict[str, Any]:
     """Keyword arguments of :func:`ccnet.engine.inference.infer` for ``config.eval``."""
     ev = config.eval
-    if ev.mode not in ("whole", "slide"):
-        raise ConfigError(f"config key 'eval.mode' must be 'whole' or 'slide', got {ev.mode!r}")
     if ev.mode == "slide" and not ev.crop_size:
         raise ConfigError("config key 'eval.crop_size' is required when eval.mode is 'slide'")
     return dict(
