@@ -93,9 +93,6 @@ def build_dataset(config: Config, split: str, *, evaluation: bool = False) -> An
 
         tasks = {"one_key": SyntheticContextDataset, "two_keys": TwoKeySyntheticDataset,
                  "columns": ColumnsSyntheticDataset}
-        if data.synthetic_task not in tasks:
-            raise ConfigError(f"config key 'data.synthetic_task' must be one of {', '.join(tasks)}, "
-                              f"got {data.synthetic_task!r}")
         stream = synthetic_stream(config, split)
         return tasks[data.synthetic_task](
             stream,
@@ -163,8 +160,6 @@ def build_model(config: Config, num_classes: int) -> CCNet:
             f"config key 'model.context' must be one of {', '.join(CONTEXTS)}, got {config.model.context!r}")
     kwargs = dict(consistency=config.loss.consistency, **dataclasses.asdict(config.model))
     if config.is_video:
-        if config.video.attention not in ("3d", "2d"):
-            raise ConfigError(f"config key 'video.attention' must be '3d' or '2d', got {config.video.attention!r}")
         return CCNet3D(num_classes, temporal=config.video.attention == "3d", **kwargs)
     return CCNet(num_classes, **kwargs)
 
