@@ -189,11 +189,12 @@ class DetectionConfig:
     """
 
     backbone: str = "resnet50"  # a torchvision ResNet: resnet18/34/50/101/152
-    context: str = "rcca"  # rcca | nonlocal | none
+    context: Literal["rcca", "nonlocal", "none"] = "rcca"
     recurrence: int = 2  # criss-cross loops (shared weights) of the rcca block
     reduction: int = 8  # query/key channels = layer3 channels // reduction (rcca and nonlocal)
     gamma_init: float = 0.0  # the block's residual weight at the start (0: identity)
-    norm: str = "frozen_bn"  # frozen_bn (Detectron, with ImageNet weights) | bn | gn (from scratch)
+    # frozen_bn (Detectron, with ImageNet weights) | bn | gn (from scratch)
+    norm: Literal["frozen_bn", "bn", "gn"] = "frozen_bn"
     trainable_layers: int = 3  # ResNet stages trained, counted from layer4 (5: all, with the stem)
     min_size: list[int] = field(default_factory=lambda: [800])  # shorter side; several: one drawn per image
     max_size: int = 1333

@@ -11,7 +11,6 @@ from ccnet.config import VIDEO_DATASETS, Config, ConfigError
 from ccnet.data.info import DatasetInfo
 from ccnet.losses import ClipCriterion, SegmentationCriterion
 from ccnet.models import CCNet, CCNet3D
-from ccnet.nn import CONTEXTS
 
 
 class DatasetHead(Subset):
@@ -155,9 +154,6 @@ def build_val_dataset(config: Config, split: str | None = None) -> Any:
 
 def build_model(config: Config, num_classes: int) -> CCNet:
     """CCNet, or for a video dataset CCNet3D (``video.attention``: across the clip or per frame)."""
-    if config.model.context not in CONTEXTS:
-        raise ConfigError(
-            f"config key 'model.context' must be one of {', '.join(CONTEXTS)}, got {config.model.context!r}")
     kwargs = dict(consistency=config.loss.consistency, **dataclasses.asdict(config.model))
     if config.is_video:
         return CCNet3D(num_classes, temporal=config.video.attention == "3d", **kwargs)
