@@ -54,8 +54,6 @@ def build_video_dataset(config: Config, split: str, *, evaluation: bool = False)
     """The clip dataset of ``config.data`` / ``config.video`` for ``split`` (``evaluation``: to
     score, see :func:`build_dataset`)."""
     data, video = config.data, config.video
-    if video.clip_length < 1:
-        raise ConfigError(f"config key 'video.clip_length' must be >= 1, got {video.clip_length}")
     training = split == data.train_split
     if data.dataset == "synthetic_video":
         from ccnet.data.synthetic_video import SyntheticVideoDataset
