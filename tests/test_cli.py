@@ -261,3 +261,11 @@ def test_overrides_may_follow_the_options():
         parse_args(["predict", "--checkpoint", "ck.pt", "a.png", "--output", "out", "--no-such-flag"])
     with pytest.raises(SystemExit):
         parse_args(["bench", "op", "x=1"])
+
+
+def test_bad_eval_mode_refused_before_training(tmp_path, capsys):
+    # Refused when the config is read: no run folder, no training step, one line naming the key.
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "eval.mode=slid", "--output", str(out), "--no-progress"]) != 0
+    assert not (out / "last.pt").exists() and not list(out.glob("*.pt"))
+    assert "eval.mode: 'slid' is not one of 'whole', 'slide'" in capsys.readouterr().err

@@ -118,3 +118,84 @@ def test_video_configs():
     synthetic = load_config(configs / "synthetic_video.yaml")
     assert synthetic.is_video and synthetic.video.attention == "3d" and synthetic.model.recurrence == 2
     assert not Config().is_video
+
+
+@pytest.mark.parametrize("override, allowed", [
+    ("eval.mode=slid", "'whole', 'slide'"),
+    ("amp=fp32", "'auto', 'off', 'bf16', 'fp16'"),
+    ("model.context=psp", "'rcca', 'nonlocal', 'ppm', 'aspp', 'none'"),
+    ("optim.schedule=cosine", "'poly', 'step'"),
+    ("task=segmentaton", "'segmentation', 'detection'"),
+    ("model.norm=sync", "'bn', 'syncbn', 'gn', 'frozenbn'"),
+    ("model.recurrence=-3", ">= 0"),
+    ("optim.lr=-1", "> 0.0"),
+])
+def test_bad_values_refused_at_load_with_allowed_values(override, allowed):
+    from ccnet.config import load_config
+    from ccnet.errors import ConfigError
+    key, value = override.split("=")
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=[override])
+    message = str(info.value)
+    assert key in message and value in message and allowed in message
+    assert "\n" not in message
+
+
+def test_bad_value_in_stored_config_refused():
+    from ccnet.config import Config, config_from_dict
+    from ccnet.errors import ConfigError
+    values = Config().to_dict()
+    values["eval"]["mode"] = "slid"
+    with pytest.raises(ConfigError, match=r"eval\.mode: 'slid' is not one of 'whole', 'slide'"):
+        config_from_dict(values)
+
+
+@pytest.mark.parametrize("override, allowed", [
+    ("detection.context=psp", "'rcca', 'nonlocal', 'none'"),
+    ("detection.norm=frozenbn", "'frozen_bn', 'bn', 'gn'"),
+    ("loss.consistency_warmup_iters=-1", ">= 0"),
+    ("video.attention=1d", "'3d', '2d'"),
+    ("video.clip_length=0", ">= 1"),
+    ("data.synthetic_task=three_keys", "'one_key', 'two_keys', 'columns'"),
+])
+def test_more_bad_values_refused_at_load(override, allowed):
+    from ccnet.config import load_config
+    from ccnet.errors import ConfigError
+    key, value = override.split("=")
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=[override])
+    message = str(info.value)
+    assert message.startswith(f"{key}: ") and value in message and allowed in message
+
+
+def test_bad_value_in_a_yaml_file_names_the_file_and_key(tmp_path):
+    from ccnet.config import load_config
+    from ccnet.errors import ConfigError
+    path = tmp_path / "bad.yaml"
+    path.write_text("optim:\n  schedule: cosine\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: optim\.schedule: 'cosine' is not one of 'poly', 'step'"):
+        load_config(path)
+    path.write_text("optim:\n  lr: -1\n")
+    with pytest.raises(ConfigError, match=r"optim\.lr: -1\.0 is not allowed \(allowed: > 0\.0\)"):
+        load_config(path)
+
+
+def test_choices_match_the_code_that_builds_them():
+    """The config's allowed values are copies of the tuples the model code checks against."""
+    import typing
+
+    from ccnet.config import DetectionConfig, ModelConfig
+    from ccnet.nn import CONTEXTS
+    from ccnet.nn.norm import NORMS
+
+    model_hints = typing.get_type_hints(ModelConfig)
+    assert typing.get_args(model_hints["norm"]) == NORMS
+    assert typing.get_args(model_hints["context"]) == CONTEXTS
+    try:
+        from ccnet.detection.model import CONTEXTS as DETECTION_CONTEXTS
+        from ccnet.detection.model import NORMS as DETECTION_NORMS
+    except ImportError:  # the [detection] extra (torchvision) is not installed
+        return
+    detection_hints = typing.get_type_hints(DetectionConfig)
+    assert typing.get_args(detection_hints["context"]) == DETECTION_CONTEXTS
+    assert typing.get_args(detection_hints["norm"]) == DETECTION_NORMS

@@ -13,15 +13,12 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import yaml
 
 from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD
-
-
-class ConfigError(ValueError):
-    """A config file or override is malformed; the message names the key or file."""
+from ccnet.errors import ConfigError
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -51,14 +48,14 @@ class ModelConfig:
     """
 
     backbone: str = "resnet18"
-    recurrence: int = 2
+    recurrence: int = field(default=2, metadata={"min": 0})
     output_stride: int = 16  # the CPU job: 12x12 features at 192x192 (published configs: 8)
     stem: str = "deep"
     stem_widths: list[int] = field(default_factory=lambda: [32, 32, 64])
     ceil_mode: bool = True
     dilation_schedule: str = "full"
     multi_grid: list[int] | None = None
-    norm: str = "bn"  # "bn" becomes SyncBatchNorm under multi-process training
+    norm: Literal["bn", "syncbn", "gn", "frozenbn"] = "bn"  # "bn" becomes SyncBatchNorm under multi-process training
     backbone_act: str = "relu"
     head_act: str = "leaky_relu"
     head_channels: int = 64
@@ -74,7 +71,7 @@ class ModelConfig:
     gamma_init: float = 1.0
     # The head's context module (the paper's ablation, same place on the same backbone): rcca
     # (CCNet), nonlocal, ppm (PSPNet pyramid pooling), aspp (DeepLabv3) or none (FCN baseline).
-    context: str = "rcca"
+    context: Literal["rcca", "nonlocal", "ppm", "aspp", "none"] = "rcca"
     ppm_bins: list[int] = field(default_factory=lambda: [1, 2, 3, 6])
     aspp_rates: list[int] = field(default_factory=lambda: [12, 24, 36])  # in feature cells (DeepLabv3 at OS 8)
 
@@ -104,7 +101,7 @@ class DataConfig:
     # object takes the colour of the key whose frame matches its tint (ccnet.data.synthetic_two_keys);
     # columns: three keys of all three colours along one edge, each grey object under one key's
     # columns takes its colour (ccnet.data.synthetic_columns).
-    synthetic_task: str = "one_key"
+    synthetic_task: Literal["one_key", "two_keys", "columns"] = "one_key"
 
 
 @dataclass
@@ -122,12 +119,12 @@ class LossConfig:
     consistency_variant: str = "piecewise"
     # Linear warm-up of the consistency loss's weight: iteration i of the first N weighs it i / N
     # (0: full weight from the start).
-    consistency_warmup_iters: int = 0
+    consistency_warmup_iters: int = field(default=0, metadata={"min": 0})
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 0.05
+    lr: float = field(default=0.05, metadata={"min_exclusive": 0.0})
     momentum: float = 0.9
     weight_decay: float = 1e-4
     power: float = 0.9  # poly decay: lr * (1 - it / iterations) ** power
@@ -143,21 +140,21 @@ class OptimConfig:
     clip_grad_norm: float | None = 1.0
     # "poly" (segmentation) or "step": lr * step_factor ** (number of ``steps`` passed), the
     # Detectron schedule of the Mask R-CNN configs (warm-up applies to both).
-    schedule: str = "poly"
+    schedule: Literal["poly", "step"] = "poly"
     steps: list[int] = field(default_factory=list)
     step_factor: float = 0.1
 
 
 @dataclass
 class EvalConfig:
-    mode: str = "whole"  # whole | slide
+    mode: Literal["whole", "slide"] = "whole"
     crop_size: list[int] | None = None  # slide: tile (h, w)
     stride: list[int] | None = None  # slide: tile stride (h, w)
     scales: list[float] = field(default_factory=lambda: [1.0])
     flip: bool = False
     interval: int = 0  # evaluate every N iterations during training (0: only at the end)
-    # ccnet evaluate / predict run the model channels-last: 1.09x faster for CCNet-R101 at
-    # 769x769 on CPU (ccnet bench model; see README). Training follows the top-level channels_last.
+    # ccnet evaluate / predict run the model channels-last (the speed-up is measured with
+    # `ccnet bench model`, see README). Training follows the top-level channels_last.
     channels_last: bool = True
 
 
@@ -170,12 +167,12 @@ class VideoConfig:
     """Clips, for the video datasets (``data.dataset`` in `VIDEO_DATASETS`; the model is
     then `ccnet.models.CCNet3D` with the ``model`` settings)."""
 
-    clip_length: int = 5  # T frames per clip (the TPAMI CamVid setting)
+    clip_length: int = field(default=5, metadata={"min": 1})  # T frames per clip (the TPAMI CamVid setting)
     clip_stride: int = 1  # training clips start every N annotated frames (1..clip_length)
     eval_clip_stride: int | None = None  # evaluation clips (null: clip_length, each frame processed once)
     # 3d: attention across the clip (CCNet3D); 2d: within each frame only, the same network run
     # frame by frame (the baseline). The weights are the same either way.
-    attention: str = "3d"
+    attention: Literal["3d", "2d"] = "3d"
     # camvid_video: a folder of all extracted video frames (<sequence>/<frame number>.png): clips of
     # clip_length raw frames around each annotated frame instead of consecutive annotated frames.
     frames_root: str | None = None
@@ -192,11 +189,12 @@ class DetectionConfig:
     """
 
     backbone: str = "resnet50"  # a torchvision ResNet: resnet18/34/50/101/152
-    context: str = "rcca"  # rcca | nonlocal | none
+    context: Literal["rcca", "nonlocal", "none"] = "rcca"
     recurrence: int = 2  # criss-cross loops (shared weights) of the rcca block
     reduction: int = 8  # query/key channels = layer3 channels // reduction (rcca and nonlocal)
     gamma_init: float = 0.0  # the block's residual weight at the start (0: identity)
-    norm: str = "frozen_bn"  # frozen_bn (Detectron, with ImageNet weights) | bn | gn (from scratch)
+    # frozen_bn (Detectron, with ImageNet weights) | bn | gn (from scratch)
+    norm: Literal["frozen_bn", "bn", "gn"] = "frozen_bn"
     trainable_layers: int = 3  # ResNet stages trained, counted from layer4 (5: all, with the stem)
     min_size: list[int] = field(default_factory=lambda: [800])  # shorter side; several: one drawn per image
     max_size: int = 1333
@@ -218,11 +216,12 @@ class Config:
     # The run's name (banner, default run folder); null: named after the dataset (a folder
     # dataset after its root folder).
     name: str | None = None
-    task: str = "segmentation"  # segmentation (CCNet) | detection (Mask R-CNN, the detection section)
+    # segmentation (CCNet) | detection (Mask R-CNN, the detection section)
+    task: Literal["segmentation", "detection"] = "segmentation"
     output_dir: str = "runs"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (float16 on CUDA, off on CPU) | off | bf16 | fp16
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto (float16 on CUDA, off on CPU) | off | bf16 | fp16
     channels_last: bool = False  # train channels-last (on CPU a CCNet-R101 step is ~5% slower so)
     # ImageNet (torchvision or deep-stem) or segmentation weights to start the backbone from;
     # see ccnet.interop.init_backbone_from. Datasets and weights are never downloaded.
@@ -273,6 +272,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, option, key)
             except ConfigError:
                 continue
+    elif origin is Literal:
+        choices = typing.get_args(tp)
+        if value in choices and isinstance(value, str):
+            return value
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ConfigError(f"{key}: {value!r} is not one of {allowed}")
     elif origin is list:
         if isinstance(value, (list, tuple)):
             (item,) = typing.get_args(tp)
@@ -309,6 +314,22 @@ def _apply(target: Any, values: dict[str, Any], prefix: str = "") -> None:
             _apply(current, value, prefix=f"{key}.")
         else:
             setattr(target, name, _coerce(value, hints[name], key))
+
+
+def _check_bounds(target: Any, prefix: str = "") -> None:
+    """Check every numeric field against its ``min`` / ``min_exclusive`` metadata (one place)."""
+    for f in dataclasses.fields(target):
+        value = getattr(target, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _check_bounds(value, f"{key}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            if "min" in f.metadata and value < f.metadata["min"]:
+                low = f.metadata["min"]
+                raise ConfigError(f"{key}: {value!r} is below the minimum (allowed: >= {low!r})")
+            if "min_exclusive" in f.metadata and value <= f.metadata["min_exclusive"]:
+                low = f.metadata["min_exclusive"]
+                raise ConfigError(f"{key}: {value!r} is not allowed (allowed: > {low!r})")
 
 
 def _parse_override(text: str) -> dict[str, Any]:
@@ -353,6 +374,7 @@ def apply_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> C
     """Apply ``key.sub=value`` overrides to ``config`` in place (and return it)."""
     for override in overrides:
         _apply(config, _parse_override(override))
+    _check_bounds(config)
     return config
 
 
@@ -360,6 +382,7 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     """Rebuild a `Config` from `Config.to_dict` output (e.g. stored in a checkpoint)."""
     config = Config()
     _apply(config, values)
+    _check_bounds(config)
     return config
 
 

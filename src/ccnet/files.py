@@ -24,6 +24,8 @@ from typing import Any, BinaryIO
 
 import torch
 
+from ccnet.errors import UnsafeFileError
+
 __all__ = [
     "UnsafeFileError",
     "atomic_directory",
@@ -34,10 +36,6 @@ __all__ = [
     "file_mode",
     "load_torch_file",
 ]
-
-
-class UnsafeFileError(ValueError):
-    """A PyTorch file that cannot be read safely: missing, truncated, corrupt, or pickled code."""
 
 
 # -- permissions ------------------------------------------------------------------------------------

@@ -71,5 +71,5 @@ def test_built_from_the_config():
     assert isinstance(build_train_dataset(config), TwoKeySyntheticDataset)
     assert isinstance(build_val_dataset(config), TwoKeySyntheticDataset)
     assert type(build_val_dataset(Config())) is SyntheticContextDataset
-    with pytest.raises(ConfigError, match=r"'data\.synthetic_task' must be one of one_key, two_keys, columns"):
-        build_val_dataset(apply_overrides(Config(), ["data.synthetic_task=three"]))
+    with pytest.raises(ConfigError, match=r"data\.synthetic_task: 'three' is not one of 'one_key', 'two_keys'"):
+        apply_overrides(Config(), ["data.synthetic_task=three"])

@@ -97,8 +97,8 @@ def test_consistency_weight_warms_up_linearly():
     config = load_config(None, ["loss.consistency_warmup_iters=4"])
     assert [consistency_weight(i, config) for i in (1, 2, 4, 5, 100)] == [0.25, 0.5, 1.0, 1.0, 1.0]
     assert consistency_weight(1, load_config(None, [])) == 1.0
-    with pytest.raises(ConfigError, match=r"'loss\.consistency_warmup_iters' must be >= 0, got -1"):
-        consistency_weight(1, load_config(None, ["loss.consistency_warmup_iters=-1"]))
+    with pytest.raises(ConfigError, match=r"loss\.consistency_warmup_iters: -1 is below the minimum \(allowed: >= 0\)"):
+        load_config(None, ["loss.consistency_warmup_iters=-1"])
 
 
 def test_consistency_run_logs_its_weight_and_the_two_gradient_norms(tmp_path):

@@ -89,7 +89,6 @@ def test_rcca_keys_are_unchanged_by_the_context_switch():
 
 def test_unknown_context_in_the_config_names_the_key():
     from ccnet.config import Config, ConfigError, apply_overrides
-    from ccnet.engine.build import build_model
 
-    with pytest.raises(ConfigError, match=r"config key 'model\.context' must be one of rcca, nonlocal"):
-        build_model(apply_overrides(Config(), ["model.context=psp"]), 7)
+    with pytest.raises(ConfigError, match=r"model\.context: 'psp' is not one of 'rcca', 'nonlocal', 'ppm'"):
+        apply_overrides(Config(), ["model.context=psp"])

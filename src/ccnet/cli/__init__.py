@@ -1,7 +1,9 @@
 """The ``ccnet`` command line: one module per command, assembled here.
 
 User mistakes (missing dataset root, unknown config key, wrong checkpoint for the config, bad
-image) end with a one-line error and exit status 2, never a stack trace. Each command module
+image: the :class:`ccnet.errors.CCNetError` types) end with a one-line error and exit status 2;
+``--traceback`` or ``CCNET_DEBUG=1`` shows their traceback too. Anything else is a bug and shows
+its traceback (exit status 1). Each command module
 imports what it needs inside its ``run`` so that ``ccnet bench --help`` does not load the data
 stack.
 """
@@ -9,6 +11,7 @@ stack.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -28,10 +31,13 @@ from ccnet.cli import (
 )
 from ccnet.cli.common import one_line
 from ccnet.cli.logs import configure_logging
+from ccnet.errors import CCNetError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ccnet", description="CCNet: criss-cross attention for segmentation.")
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the traceback of user errors too (as does the environment variable CCNET_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train.add_parser(sub)
     evaluate.add_parser(sub)
@@ -81,6 +87,11 @@ def _one_line_warnings(command: str, default: Callable[..., None]) -> Callable[.
     return show
 
 
+def _debug(args: argparse.Namespace) -> bool:
+    """Show tracebacks of user errors: ``--traceback`` or ``CCNET_DEBUG`` set to anything but 0/empty."""
+    return bool(getattr(args, "traceback", False)) or os.environ.get("CCNET_DEBUG", "").strip() not in ("", "0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
@@ -88,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
         try:
             return args.func(args)
-        except (ValueError, TypeError, OSError, FloatingPointError, KeyError) as error:
+        except CCNetError as error:
+            if _debug(args):
+                raise
             print(f"ccnet {args.command}: error: {one_line(error)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:

@@ -64,13 +64,7 @@ def task_of(items: Sequence[str], checkpoint: str | None = None) -> str:
             stored = None
         task = stored.get("task", "segmentation") if isinstance(stored, dict) else "segmentation"
         overrides = [f"task={task}", *overrides]
-    return check_task(load_config(path, overrides).task)
-
-
-def check_task(task: str) -> str:
-    if task not in ("segmentation", "detection"):
-        raise ValueError(f"config key 'task' must be 'segmentation' or 'detection', got {task!r}")
-    return task
+    return load_config(path, overrides).task  # one of its allowed values, checked by load_config
 
 
 def detection_cli():
@@ -119,7 +113,7 @@ def model_from_folder(path: str, items: Sequence[str]):
     ``video.attention``, unless given as overrides; the ``data.dataset`` it was trained on,
     unless the command line gives a config file or ``data.dataset``); other data and eval
     settings from the command line (defaults otherwise)."""
-    from ccnet.config import ConfigError, load_config
+    from ccnet.config import load_config
     from ccnet.data.info import DatasetInfo
     from ccnet.interop import load_pretrained
     from ccnet.models import CCNet3D
@@ -138,8 +132,6 @@ def model_from_folder(path: str, items: Sequence[str]):
             defaults.append(f"video.attention={'3d' if model.temporal else '2d'}")
     config = load_config(config_path, [*defaults, *overrides])
     if isinstance(model, CCNet3D):
-        if config.video.attention not in ("3d", "2d"):
-            raise ConfigError(f"config key 'video.attention' must be '3d' or '2d', got {config.video.attention!r}")
         model.temporal = config.video.attention == "3d"  # the same weights either way
         model.config["temporal"] = model.temporal
     config.model.align_corners = model.align_corners

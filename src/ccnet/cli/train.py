@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ccnet.cli.common import check_output, check_task, config_from_items, detection_cli
+from ccnet.cli.common import check_output, config_from_items, detection_cli
 
 EPILOG = """examples:
   ccnet train                                   # the embedded default: synthetic data on the CPU, 3.5-10 min
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         check_output(args.output, "folder")
     config = config_from_items(args.config)
-    trainer_class = detection_cli().DetectionTrainer if check_task(config.task) == "detection" else Trainer
+    trainer_class = detection_cli().DetectionTrainer if config.task == "detection" else Trainer
     try:
         trainer = trainer_class(config, output_dir=args.output, resume=args.resume, stop_after=args.stop_after,
                                 progress=not args.no_progress, overwrite=args.overwrite)

@@ -13,16 +13,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ccnet.errors import DatasetError
 from ccnet.files import atomic_path
 
 __all__ = ["DataWarning", "DatasetError", "read_image", "read_label", "write_label"]
 
 # Label modes whose pixel values are class indices (Pillow mode names).
 _INDEX_MODES = {"P", "L", "1", "I", "I;16", "I;16L", "I;16B", "I;16N"}
-
-
-class DatasetError(ValueError):
-    """A dataset on disk is missing, incomplete or malformed; the message names the path at fault."""
 
 
 class DataWarning(UserWarning):

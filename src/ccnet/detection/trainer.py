@@ -23,7 +23,7 @@ from torch import nn
 from ccnet.config import Config, ConfigError, config_from_dict
 from ccnet.detection.data import CocoInstances, collate, train_transform
 from ccnet.detection.evaluate import IOU_TYPES, STAT_NAMES, evaluate_model, format_metrics
-from ccnet.detection.model import CONTEXTS, NORMS, init_backbone_from, load_mask_rcnn_weights, mask_rcnn_from_config
+from ccnet.detection.model import init_backbone_from, load_mask_rcnn_weights, mask_rcnn_from_config
 from ccnet.detection.visualize import draw_instances
 from ccnet.engine.trainer import Trainer
 from ccnet.files import atomic_write_text
@@ -41,10 +41,6 @@ MODEL_KEYS = ("backbone", "context", "recurrence", "reduction", "norm", "fpn_cha
 def check_config(config: Config) -> None:
     """One-line errors for detection settings the model cannot be built with."""
     det, data = config.detection, config.data
-    if det.context not in CONTEXTS:
-        raise ConfigError(f"config key 'detection.context' must be one of {', '.join(CONTEXTS)}, got {det.context!r}")
-    if det.norm not in NORMS:
-        raise ConfigError(f"config key 'detection.norm' must be one of {', '.join(NORMS)}, got {det.norm!r}")
     if not det.min_size:
         raise ConfigError("config key 'detection.min_size' needs at least one size")
     if det.context == "rcca" and det.recurrence < 1:

@@ -11,7 +11,6 @@ from ccnet.config import VIDEO_DATASETS, Config, ConfigError
 from ccnet.data.info import DatasetInfo
 from ccnet.losses import ClipCriterion, SegmentationCriterion
 from ccnet.models import CCNet, CCNet3D
-from ccnet.nn import CONTEXTS
 
 
 class DatasetHead(Subset):
@@ -55,8 +54,6 @@ def build_video_dataset(config: Config, split: str, *, evaluation: bool = False)
     """The clip dataset of ``config.data`` / ``config.video`` for ``split`` (``evaluation``: to
     score, see `build_dataset`)."""
     data, video = config.data, config.video
-    if video.clip_length < 1:
-        raise ConfigError(f"config key 'video.clip_length' must be >= 1, got {video.clip_length}")
     training = split == data.train_split
     if data.dataset == "synthetic_video":
         from ccnet.data.synthetic_video import SyntheticVideoDataset
@@ -93,9 +90,6 @@ def build_dataset(config: Config, split: str, *, evaluation: bool = False) -> An
 
         tasks = {"one_key": SyntheticContextDataset, "two_keys": TwoKeySyntheticDataset,
                  "columns": ColumnsSyntheticDataset}
-        if data.synthetic_task not in tasks:
-            raise ConfigError(f"config key 'data.synthetic_task' must be one of {', '.join(tasks)}, "
-                              f"got {data.synthetic_task!r}")
         stream = synthetic_stream(config, split)
         return tasks[data.synthetic_task](
             stream,
@@ -158,13 +152,8 @@ def build_val_dataset(config: Config, split: str | None = None) -> Any:
 
 def build_model(config: Config, num_classes: int) -> CCNet:
     """CCNet, or for a video dataset CCNet3D (``video.attention``: across the clip or per frame)."""
-    if config.model.context not in CONTEXTS:
-        raise ConfigError(
-            f"config key 'model.context' must be one of {', '.join(CONTEXTS)}, got {config.model.context!r}")
     kwargs = dict(consistency=config.loss.consistency, **dataclasses.asdict(config.model))
     if config.is_video:
-        if config.video.attention not in ("3d", "2d"):
-            raise ConfigError(f"config key 'video.attention' must be '3d' or '2d', got {config.video.attention!r}")
         return CCNet3D(num_classes, temporal=config.video.attention == "3d", **kwargs)
     return CCNet(num_classes, **kwargs)
 
@@ -199,8 +188,6 @@ def _image_criterion(config: Config, ignore_index: int) -> SegmentationCriterion
 def infer_kwargs(config: Config, info: DatasetInfo) -> dict[str, Any]:
     """Keyword arguments of `ccnet.engine.inference.infer` for ``config.eval``."""
     ev = config.eval
-    if ev.mode not in ("whole", "slide"):
-        raise ConfigError(f"config key 'eval.mode' must be 'whole' or 'slide', got {ev.mode!r}")
     if ev.mode == "slide" and not ev.crop_size:
         raise ConfigError("config key 'eval.crop_size' is required when eval.mode is 'slide'")
     return dict(

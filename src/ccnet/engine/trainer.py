@@ -51,10 +51,8 @@ def lr_factor(iteration: int, config: Config) -> float:
         progress = min(iteration / max(optim.iterations, 1), 1.0)
         base = optim.lr
         factor = ((base - optim.min_lr) * (1 - progress) ** optim.power + optim.min_lr) / base
-    elif optim.schedule == "step":
+    else:  # "step" (optim.schedule's allowed values are checked when the config is loaded)
         factor = optim.step_factor ** sum(iteration >= step for step in optim.steps)
-    else:
-        raise ConfigError(f"config key 'optim.schedule' must be 'poly' or 'step', got {optim.schedule!r}")
     if iteration < optim.warmup_iters:
         factor *= optim.warmup_ratio + (1 - optim.warmup_ratio) * iteration / optim.warmup_iters
     return factor
@@ -63,9 +61,7 @@ def lr_factor(iteration: int, config: Config) -> float:
 def consistency_weight(iteration: int, config: Config) -> float:
     """Weight of the consistency loss at (1-based) ``iteration``: ``iteration / N`` over the first
     ``N = loss.consistency_warmup_iters`` iterations, then 1."""
-    warmup = config.loss.consistency_warmup_iters
-    if warmup < 0:
-        raise ConfigError(f"config key 'loss.consistency_warmup_iters' must be >= 0, got {warmup}")
+    warmup = config.loss.consistency_warmup_iters  # >= 0, checked when the config is loaded
     return min(1.0, iteration / warmup) if warmup else 1.0
 
 
@@ -283,8 +279,6 @@ class Trainer:
 
     def _amp_dtype(self) -> torch.dtype | None:
         amp = self.config.amp
-        if amp not in ("auto", "off", "bf16", "fp16"):
-            raise ConfigError(f"config key 'amp' must be auto, off, bf16 or fp16, got {amp!r}")
         if amp == "auto":
             return torch.float16 if self.ctx.device.type == "cuda" else None
         return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ccnet.errors import CCNetError
 from ccnet.files import atomic_path
 
 __all__ = ["OnnxCheckError", "OnnxExport", "compile_model", "export_onnx"]
@@ -35,7 +36,7 @@ MIN_OPSET = 17
 DEFAULT_FRAMES = 5  # the example clip's T for a video model (T stays dynamic in the graph)
 
 
-class OnnxCheckError(ValueError):
+class OnnxCheckError(CCNetError, ValueError):
     """The exported graph does not reproduce the eager model in onnxruntime."""
 
 

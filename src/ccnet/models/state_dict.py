@@ -10,12 +10,14 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 from torch import nn
 
+from ccnet.errors import CCNetError
+
 __all__ = ["WeightsMismatchError", "load_state_dict_checked"]
 
 _SHOWN = 5  # key names shown per kind of mismatch
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(CCNetError, ValueError):
     """Weights that do not fit the model. ``missing``: model keys the file does not provide;
     ``unexpected``: file keys the model has no place for; ``shape_conflicts``: ``(name, file
     shape, model shape)``. Names are the file's own where they differ from the model's."""
