@@ -94,6 +94,9 @@ def test_revision_reads_its_ref(tmp_path, cache):
     folder = model.save_pretrained(tmp_path / "m")
     _lay_out(cache, "org/tiny", folder, ref="v1", commit="f" * 40)
     assert CCNet.from_pretrained("org/tiny", revision="v1").config == model.config
+    assert CCNet.from_pretrained("org/tiny", revision="f" * 40).config == model.config  # a commit hash
+    with pytest.raises(FileNotFoundError, match="org/tiny@" + "e" * 40):
+        CCNet.from_pretrained("org/tiny", revision="e" * 40)  # a commit not in the cache
     with pytest.raises(FileNotFoundError, match="org/tiny"):
         CCNet.from_pretrained("org/tiny")  # no refs/main in the cache, and offline
 
@@ -240,3 +243,53 @@ def test_bad_repo_id_is_one_line(cache):
     with pytest.raises(ValueError, match=r"^org/bad--name: not a valid Hub repo id \(") as info:
         load_pretrained("org/bad--name")
     assert "\n" not in str(info.value)
+
+
+def test_push_through_the_http_layer(tmp_path, monkeypatch):
+    """push_to_hub against huggingface_hub's real HfApi, its HTTP client answering from a recorder:
+    no request leaves the machine, and the commit's body holds the three files."""
+    import base64
+
+    httpx2 = pytest.importorskip("httpx2", reason="huggingface_hub before 2.x has another HTTP layer")
+    from huggingface_hub.utils import _http
+
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    requests, commits = [], []
+
+    def answer(request):
+        path = request.url.path
+        requests.append((request.method, path))
+        if path == "/api/repos/create":
+            return httpx2.Response(200, json={"url": "https://huggingface.co/org/tiny", "name": "org/tiny"})
+        if path == "/api/validate-yaml":
+            return httpx2.Response(200, json={})
+        if path == "/api/models/org/tiny/preupload/main":
+            files = json.loads(request.content)["files"]
+            return httpx2.Response(200, json={"files": [{"path": f["path"], "uploadMode": "regular",
+                                                         "shouldIgnore": False} for f in files]})
+        if path == "/api/models/org/tiny/commit/main":
+            commits.append([json.loads(line) for line in request.content.decode().splitlines()])
+            return httpx2.Response(200, json={"commitUrl": f"https://huggingface.co/org/tiny/commit/{COMMIT}",
+                                              "commitOid": COMMIT, "success": True})
+        return httpx2.Response(404, json={"error": f"unexpected {path}"})
+
+    original = _http._GLOBAL_CLIENT_FACTORY
+    _http.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(answer)))
+    try:
+        model = _tiny()
+        info = model.push_to_hub("org/tiny", token="hf_not_a_real_token", class_names=NAMES)
+    finally:
+        _http.set_client_factory(original)
+    assert info.oid == COMMIT
+    assert ("POST", "/api/repos/create") in requests
+    (commit,) = commits
+    files = {entry["value"]["path"]: base64.b64decode(entry["value"]["content"])
+             for entry in commit if entry["key"] == "file"}
+    assert sorted(files) == ["README.md", "config.json", "model.safetensors"]
+    assert huggingface_hub.ModelCard(files["README.md"].decode()).data.library_name == "ccnet-pytorch"
+    assert json.loads(files["config.json"])["model"] == model.config
+    pushed = tmp_path / "pushed"
+    pushed.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (pushed / name).write_bytes(files[name])
+    assert torch.equal(CCNet.from_pretrained(pushed).head.cca.gamma, model.head.cca.gamma)
