@@ -17,6 +17,7 @@ __all__ = [
     "DatasetError",
     "InputError",
     "LossDivergedError",
+    "MissingExtraError",
     "PathError",
     "RunFolderError",
     "UnsafeFileError",
@@ -63,3 +64,8 @@ class RunFolderError(PathError, FileExistsError):
 
 class LossDivergedError(CCNetError, FloatingPointError):
     """Training stopped: the loss is not finite (the message names the last good checkpoint)."""
+
+
+class MissingExtraError(CCNetError, ImportError):
+    """A command or option needs an optional dependency that is not installed; the message names
+    the ``pip install 'ccnet-pytorch[extra]'`` line."""

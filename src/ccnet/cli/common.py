@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import torch
 
-from ccnet.errors import CheckpointError, InputError, PathError
+from ccnet.errors import CheckpointError, InputError, MissingExtraError, PathError
 
 
 def check_output(path: str | Path, want: Literal["folder", "file"], option: str = "--output") -> Path:
@@ -80,7 +80,7 @@ def detection_cli():
     try:
         from ccnet.detection import cli
     except ImportError as error:
-        raise ValueError(f"task 'detection' needs the detection extra (pip install 'ccnet-pytorch[detection]'): "
+        raise MissingExtraError(f"task 'detection' needs the detection extra (pip install 'ccnet-pytorch[detection]'): "
                          f"{error}") from None
     return cli
 
