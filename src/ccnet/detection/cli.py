@@ -60,7 +60,8 @@ def evaluate(args: argparse.Namespace, config_path: str | None, overrides: list[
                                               max_images=config.data.max_val_samples)
             if dataset.info.class_names != info.class_names:
                 raise CheckpointError(f"{args.checkpoint}: the model's classes {list(info.class_names)[:5]} "
-                                      f"are not the categories of {dataset.annotation_path} {list(dataset.info.class_names)[:5]}")
+                                      f"are not the categories of {dataset.annotation_path} "
+                                      f"{list(dataset.info.class_names)[:5]}")
             metrics, _ = evaluate_model(model.to(ctx.device), dataset, device=ctx.device,
                                         progress=ctx.is_main and not getattr(args, "no_progress", False))
     finally:
