@@ -81,7 +81,7 @@ def detection_cli():
         from ccnet.detection import cli
     except ImportError as error:
         raise MissingExtraError(f"task 'detection' needs the detection extra (pip install 'ccnet-pytorch[detection]'): "
-                         f"{error}") from None
+                                f"{error}") from None
     return cli
 
 
@@ -100,8 +100,8 @@ def model_from_checkpoint(path: str, items: Sequence[str]):
     stored = checkpoint.get("config")
     if isinstance(stored, dict) and stored.get("task") == "detection":  # before its weights meet a CCNet
         raise CheckpointError(f"{path}: this is a Mask R-CNN checkpoint (task: detection); this command takes a "
-                         f"segmentation model: use ccnet predict --checkpoint {path} (drawn detections) or ccnet "
-                         f"evaluate --checkpoint {path} (COCOeval) for it")
+                              f"segmentation model: use ccnet predict --checkpoint {path} (drawn detections) or ccnet "
+                              f"evaluate --checkpoint {path} (COCOeval) for it")
     config, info = checkpoint_config(checkpoint, path, *split_config_and_overrides(items), check=check_compatible)
     model = build_model(config, info.num_classes)
     load_checkpoint_weights(model, checkpoint, path)

@@ -258,13 +258,13 @@ class Trainer:
             return
         if resume is None:
             raise RunFolderError(f"{path}: holds a run ({', '.join(found)}); pass --resume auto to continue it, "
-                                  f"or --overwrite to delete it and start over")
+                                 f"or --overwrite to delete it and start over")
         if not own:
             raise RunFolderError(f"{path}: holds another run ({', '.join(found)}); continuing {resume} there "
-                                  f"would replace it: give a new --output, or --overwrite")
+                                 f"would replace it: give a new --output, or --overwrite")
         if not self.checkpoint_path.is_file() and {"metrics.json", "model"} & set(found):
             raise RunFolderError(f"{path}: holds a finished run ({', '.join(found)}) but no "
-                                  f"checkpoints/latest.pt to continue; pass --overwrite to delete it and start over")
+                                 f"checkpoints/latest.pt to continue; pass --overwrite to delete it and start over")
 
     def _clear_previous_run(self) -> None:
         """``overwrite``: delete the files of the run in the folder (only the files a run writes)."""

@@ -284,7 +284,7 @@ def model_class_of(folder: Path) -> type[nn.Module]:
     architecture = read_pretrained_config(folder).get("architecture", "CCNet")
     if architecture not in MODEL_CLASSES:
         raise CheckpointError(f"{folder / CONFIG_NAME}: unknown architecture {architecture!r}; "
-                         f"this ccnet knows {', '.join(MODEL_CLASSES)}")
+                              f"this ccnet knows {', '.join(MODEL_CLASSES)}")
     return MODEL_CLASSES[architecture]
 
 

@@ -74,18 +74,18 @@ def download(repo_id: str, revision: str | None, files: Sequence[str]) -> Path:
         raise InputError(f"{where}: not a valid Hub repo id ({_first_line(error)})") from None
     except LocalEntryNotFoundError:
         raise UserFileNotFoundError(f"{where}: no such local path, and the Hub repo is not in the cache "
-                                f"(offline, HF_HUB_OFFLINE=1, or no connection)") from None
+                                    f"(offline, HF_HUB_OFFLINE=1, or no connection)") from None
     except RevisionNotFoundError:
         raise UserFileNotFoundError(f"{where}: the Hub repo has no revision {revision!r}") from None
     except (RepositoryNotFoundError, GatedRepoError):
         raise UserFileNotFoundError(f"{where}: no such local path, and no Hub repo of that name that this "
-                                f"token can read") from None
+                                    f"token can read") from None
     except OSError as error:
         raise PathError(f"{where}: download from the Hub failed: {_first_line(error)}") from None
     missing = [name for name in files if not (folder / name).is_file()]
     if missing:
         raise UserFileNotFoundError(f"{where}: the Hub repo holds no {' or '.join(missing)}; it is not a ccnet "
-                                f"model (those are pushed by push_to_hub / ccnet push-to-hub)")
+                                    f"model (those are pushed by push_to_hub / ccnet push-to-hub)")
     return folder
 
 

@@ -139,7 +139,7 @@ def save_pretrained(
         foreign = sorted(p.name for p in directory.iterdir() if p.name not in _OWN_FILES)
         if foreign:
             raise RunFolderError(f"{directory}: folder exists and holds other files ({', '.join(foreign[:3])}"
-                                  f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty folder")
+                                 f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty folder")
 
     num_classes = int(config["num_classes"])
     names, colours = _check_labels(
@@ -183,7 +183,7 @@ def read_pretrained_config(directory: str | Path) -> dict[str, Any]:
     path = directory / CONFIG_NAME
     if not directory.is_dir():
         raise UserFileNotFoundError(f"{directory}: not a folder (a ccnet model is a folder with {CONFIG_NAME} "
-                                f"and {WEIGHTS_NAME})")
+                                    f"and {WEIGHTS_NAME})")
     if not path.is_file():
         raise UserFileNotFoundError(f"{path}: not found; {directory} is not a ccnet model folder")
     try:
@@ -197,7 +197,7 @@ def read_pretrained_config(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: bad format_version {version!r}")
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path}: format_version {version} is newer than this ccnet supports "
-                         f"({FORMAT_VERSION}); upgrade ccnet-pytorch")
+                              f"({FORMAT_VERSION}); upgrade ccnet-pytorch")
     if not isinstance(document.get("model"), dict) or "num_classes" not in document["model"]:
         raise CheckpointError(f"{path}: no \"model\" constructor config with num_classes")
     return document
@@ -233,7 +233,7 @@ def from_pretrained(directory: str | Path, model_class: type[ModelT], *,
     architecture = document.get("architecture", "CCNet")  # folders written before the field: CCNet
     if architecture != model_class.__name__:
         raise CheckpointError(f"{config_path}: holds a {architecture}, not a {model_class.__name__}; "
-                         f"load it with ccnet.load_pretrained")
+                              f"load it with ccnet.load_pretrained")
     try:
         model = model_class(**document["model"])
     except (TypeError, ValueError) as error:
@@ -250,7 +250,7 @@ def from_pretrained(directory: str | Path, model_class: type[ModelT], *,
             names = [id2label[str(i)] for i in range(model.num_classes)]
         except (KeyError, TypeError):
             raise CheckpointError(f"{config_path}: id2label must map every class id 0..{model.num_classes - 1} "
-                             f"to a name") from None
+                                  f"to a name") from None
     names, colours = _check_labels(model.num_classes, names, document.get("palette"))
     model.class_names = None if names is None else tuple(names)
     model.palette = None if colours is None else tuple(tuple(c) for c in colours)
