@@ -1,7 +1,7 @@
 """The errors ccnet raises for a mistake in what it was given (a config, a file, a dataset, a
 checkpoint, a path), as opposed to a bug.
 
-``ccnet`` (the command line) prints a :class:`CCNetError` as one line and exits with status 2;
+``ccnet`` (the command line) prints a `CCNetError` as one line and exits with status 2;
 any other exception is a bug and shows its traceback. Each type also derives from the builtin
 error a caller would have caught before (``ValueError``, ``FileNotFoundError``, ...), so
 ``except ValueError`` around a library call keeps working. A leaf module: every part of the
@@ -17,6 +17,7 @@ __all__ = [
     "DatasetError",
     "InputError",
     "LossDivergedError",
+    "MissingExtraError",
     "PathError",
     "RunFolderError",
     "UnsafeFileError",
@@ -63,3 +64,8 @@ class RunFolderError(PathError, FileExistsError):
 
 class LossDivergedError(CCNetError, FloatingPointError):
     """Training stopped: the loss is not finite (the message names the last good checkpoint)."""
+
+
+class MissingExtraError(CCNetError, ImportError):
+    """A command or option needs an optional dependency that is not installed; the message names
+    the ``pip install 'ccnet-pytorch[extra]'`` line."""

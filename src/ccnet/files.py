@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from ccnet.errors import UnsafeFileError
+from ccnet.errors import UnsafeFileError, UserFileNotFoundError
 
 __all__ = [
     "UnsafeFileError",
@@ -194,13 +194,13 @@ def load_torch_file(path: str | Path, map_location: str | torch.device = "cpu", 
 
     ``what`` names the expected content in messages ("checkpoint", "weight file"); ``mmap`` maps
     the tensors instead of reading them (cheap when only small entries are wanted). Errors:
-    ``FileNotFoundError`` (missing), `UnsafeFileError` (a folder, truncated or corrupt, not
+    `UserFileNotFoundError` (missing), `UnsafeFileError` (a folder, truncated or corrupt, not
     a PyTorch file, or pickled objects other than tensors and plain containers, which are never
     unpickled). PyTorch's own text about ``weights_only`` is never passed on.
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: {what} not found")
+        raise UserFileNotFoundError(f"{path}: {what} not found")
     if path.is_dir():
         raise UnsafeFileError(f"{path}: is a folder, not a {what}")
     try:

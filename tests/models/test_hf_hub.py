@@ -134,7 +134,7 @@ def test_errors_are_one_line(tmp_path, cache):
 
 def test_without_the_extra(tmp_path, monkeypatch, cache, capsys):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails as if not installed
-    with pytest.raises(OSError, match=r"needs huggingface_hub: pip install 'ccnet-pytorch\[hub\]'"):
+    with pytest.raises(ImportError, match=r"needs huggingface_hub: pip install 'ccnet-pytorch\[hub\]'"):
         CCNet.from_pretrained("org/tiny")
     folder = _tiny().save_pretrained(tmp_path / "m")
     assert main(["push-to-hub", str(folder), "org/tiny"]) == 2

@@ -1,7 +1,7 @@
 """The ``ccnet`` command line: one module per command, assembled here.
 
 User mistakes (missing dataset root, unknown config key, wrong checkpoint for the config, bad
-image: the :class:`ccnet.errors.CCNetError` types) end with a one-line error and exit status 2;
+image: the `ccnet.errors.CCNetError` types) end with a one-line error and exit status 2;
 ``--traceback`` or ``CCNET_DEBUG=1`` shows their traceback too. Anything else is a bug and shows
 its traceback (exit status 1). Each command module
 imports what it needs inside its ``run`` so that ``ccnet bench --help`` does not load the data

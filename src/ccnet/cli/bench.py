@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ccnet.cli.common import check_output
+from ccnet.errors import InputError
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,9 +71,9 @@ def _device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as error:
-        raise ValueError(f"--device {name!r}: {error}") from None
+        raise InputError(f"--device {name!r}: {error}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available (torch {torch.__version__}, "
+        raise InputError(f"--device {name}: CUDA is not available (torch {torch.__version__}, "
                          f"built for CUDA {torch.version.cuda})")
     return device
 

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 import torch
 
+from ccnet.errors import CheckpointError, InputError, MissingExtraError, PathError
+
 
 def check_output(path: str | Path, want: Literal["folder", "file"], option: str = "--output") -> Path:
     """Refuse, before any work is done, an output path the command could not write: a file (or a
@@ -17,16 +19,16 @@ def check_output(path: str | Path, want: Literal["folder", "file"], option: str 
     is not writable. One line naming the path and ``option``; returns the path."""
     path = Path(path)
     if want == "folder" and path.exists() and not path.is_dir():
-        raise FileExistsError(f"{option} {path}: is a file, not a folder; give a folder (created if missing)")
+        raise PathError(f"{option} {path}: is a file, not a folder; give a folder (created if missing)")
     if want == "file" and path.is_dir():
-        raise IsADirectoryError(f"{option} {path}: is a folder; give a file name")
+        raise PathError(f"{option} {path}: is a folder; give a file name")
     ancestor = path.absolute() if want == "folder" and path.exists() else path.absolute().parent
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise NotADirectoryError(f"{option} {path}: {ancestor} is a file, so nothing can be written under it")
+        raise PathError(f"{option} {path}: {ancestor} is a file, so nothing can be written under it")
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise PermissionError(f"{option} {path}: {ancestor} is not writable")
+        raise PathError(f"{option} {path}: {ancestor} is not writable")
     return path
 
 
@@ -36,7 +38,7 @@ def split_config_and_overrides(items: Sequence[str]) -> tuple[str | None, list[s
     config = items.pop(0) if items and "=" not in items[0] else None
     for item in items:
         if "=" not in item:
-            raise ValueError(f"{item!r}: the config file must come first; overrides look like key.sub=value")
+            raise InputError(f"{item!r}: the config file must come first; overrides look like key.sub=value")
     return config, items
 
 
@@ -72,8 +74,8 @@ def detection_cli():
     try:
         from ccnet.detection import cli
     except ImportError as error:
-        raise ValueError(f"task 'detection' needs the detection extra (pip install 'ccnet-pytorch[detection]'): "
-                         f"{error}") from None
+        raise MissingExtraError(f"task 'detection' needs the detection extra (pip install 'ccnet-pytorch[detection]'): "
+                                f"{error}") from None
     return cli
 
 
@@ -91,9 +93,9 @@ def model_from_checkpoint(path: str, items: Sequence[str]):
     checkpoint = load_checkpoint(path)
     stored = checkpoint.get("config")
     if isinstance(stored, dict) and stored.get("task") == "detection":  # before its weights meet a CCNet
-        raise ValueError(f"{path}: this is a Mask R-CNN checkpoint (task: detection); this command takes a "
-                         f"segmentation model: use ccnet predict --checkpoint {path} (drawn detections) or ccnet "
-                         f"evaluate --checkpoint {path} (COCOeval) for it")
+        raise CheckpointError(f"{path}: this is a Mask R-CNN checkpoint (task: detection); this command takes a "
+                              f"segmentation model: use ccnet predict --checkpoint {path} (drawn detections) or ccnet "
+                              f"evaluate --checkpoint {path} (COCOeval) for it")
     config, info = checkpoint_config(checkpoint, path, *split_config_and_overrides(items), check=check_compatible)
     model = build_model(config, info.num_classes)
     load_checkpoint_weights(model, checkpoint, path)

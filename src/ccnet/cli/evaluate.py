@@ -13,6 +13,7 @@ from ccnet.cli.common import (
     split_config_and_overrides,
     task_of,
 )
+from ccnet.errors import InputError
 
 EPILOG = """examples:
   ccnet evaluate --checkpoint runs/x/checkpoints/latest.pt                      # its own config and val set
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ccnet.models import CCNet3D
 
     if (args.checkpoint is None) == (args.predictions is None):
-        raise ValueError("give exactly one of --checkpoint (score a model) or --predictions (score saved PNGs)")
+        raise InputError("give exactly one of --checkpoint (score a model) or --predictions (score saved PNGs)")
     if args.output:
         check_output(args.output, "file")
     if task_of(args.config, args.checkpoint) == "detection":
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             model, config, model_info = model_from_checkpoint(args.checkpoint, args.config)
             if isinstance(model, CCNet3D) and not config.is_video:
-                raise ValueError(f"{args.checkpoint}: a video model (CCNet3D) is scored on clips; give a video "
+                raise InputError(f"{args.checkpoint}: a video model (CCNet3D) is scored on clips; give a video "
                                  f"dataset (data.dataset=camvid_video or synthetic_video)")
             ctx = init_distributed(config.device)
             dataset = build_val_dataset(config, args.split)

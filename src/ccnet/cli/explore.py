@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ccnet.cli.common import model_from_checkpoint
+from ccnet.errors import InputError, MissingExtraError, UserFileNotFoundError
 
 EPILOG = """examples:
   ccnet explore                                     # the newest default-job model under runs/
@@ -77,14 +78,14 @@ def choose_inputs(items: list[str], runs: str | Path) -> tuple[str, list[str], b
         if path.is_file() and path.suffix.lower() not in IMAGE_EXTENSIONS:
             image = f"an image ({', '.join(sorted(IMAGE_EXTENSIONS))})"
             if checkpoint is None and position == 0:
-                raise ValueError(f"{item}: neither a model (a .pt/.pth/.ckpt checkpoint or a model folder with "
+                raise InputError(f"{item}: neither a model (a .pt/.pth/.ckpt checkpoint or a model folder with "
                                  f"config.json) nor {image}")
-            raise ValueError(f"{item}: not {image}")
+            raise InputError(f"{item}: not {image}")
     found = checkpoint is None
     if found:
         newest = find_default_model(runs)
         if newest is None:
-            raise FileNotFoundError(NO_MODEL.format(runs=runs))
+            raise UserFileNotFoundError(NO_MODEL.format(runs=runs))
         checkpoint = str(newest)
     return checkpoint, items, found
 
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         from ccnet.app.explorer import Explorer, build_app, launch
     except ImportError as error:
         missing = getattr(error, "name", None) or "gradio"
-        raise OSError(f"ccnet explore needs {missing}: pip install 'ccnet-pytorch[app]'") from error
+        raise MissingExtraError(f"ccnet explore needs {missing}: pip install 'ccnet-pytorch[app]'") from error
     from ccnet.engine.distributed import resolve_device
     from ccnet.engine.predict import collect_inputs
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ccnet.errors import InputError
+
 
 def run(args: argparse.Namespace) -> int:
     from ccnet.interop import load_pretrained
@@ -18,9 +20,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             metrics = json.loads(Path(args.metrics).read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"--metrics {args.metrics}: not valid JSON ({error})") from None
+            raise InputError(f"--metrics {args.metrics}: not valid JSON ({error})") from None
         if not isinstance(metrics, dict):
-            raise ValueError(f"--metrics {args.metrics}: expected a JSON object of metrics")
+            raise InputError(f"--metrics {args.metrics}: expected a JSON object of metrics")
     info = push_folder_to_hub(folder, args.repo_id, metrics=metrics, revision=args.revision,
                               private=args.private or None, token=args.token, commit_message=args.message)
     print(f"pushed {folder} to {args.repo_id} ({getattr(info, 'commit_url', None) or 'done'}); "

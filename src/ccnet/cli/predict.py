@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ccnet.cli.common import check_output, detection_cli, model_from_checkpoint, task_of
+from ccnet.errors import InputError
 
 EPILOG = """examples:
   ccnet predict --checkpoint ck.pt street.png --output out/
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     items = [i for i in args.inputs if "=" in i and not Path(i).exists()]
     inputs = [i for i in args.inputs if i not in items]
     if not inputs:
-        raise ValueError("no input images given")
+        raise InputError("no input images given")
     check_output(args.output, "folder")
     if task_of(items, args.checkpoint) == "detection":
         return detection_cli().predict(args, items, inputs)
@@ -38,14 +39,14 @@ def run(args: argparse.Namespace) -> int:
     videos = isinstance(model, CCNet3D) or all(Path(i).suffix.lower() in VIDEO_EXTENSIONS for i in inputs)
     if not videos:
         if args.mp4:
-            raise ValueError("--mp4 needs a video input (a video file, or a folder of frames with a video model)")
+            raise InputError("--mp4 needs a video input (a video file, or a folder of frames with a video model)")
         written = predict_images(model.to(device), collect_inputs(inputs), args.output, batch_size=args.batch_size,
                                  **kwargs)
         print(f"{len(written)} predictions written to {args.output} (<name>.png, <name>_color.png, <name>_overlay.png)")
         return 0
     for item in inputs:
         if not is_video_input(item):
-            raise ValueError(f"{item}: not a video file ({', '.join(sorted(VIDEO_EXTENSIONS))}) or a folder of "
+            raise InputError(f"{item}: not a video file ({', '.join(sorted(VIDEO_EXTENSIONS))}) or a folder of "
                              f"frames; a video model segments videos")
     clip_length = config.video.clip_length
     if not isinstance(model, CCNet3D):  # a 2D model on a video file: frame by frame

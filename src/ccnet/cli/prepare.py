@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ccnet.cli.common import check_output
+from ccnet.errors import InputError
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {count} *_gtFine_labelTrainIds.png files under {args.root}")
     else:
         if args.sbd_root is None:
-            raise ValueError("voc-aug needs the SBD root as a second path: ccnet prepare voc-aug VOC_ROOT SBD_ROOT")
+            raise InputError("voc-aug needs the SBD root as a second path: ccnet prepare voc-aug VOC_ROOT SBD_ROOT")
         count = prepare.prepare_voc_aug(args.root, args.sbd_root, overwrite=args.overwrite)
         print(f"prepared the VOC aug set under {args.root}: {count} ids in ImageSets/Segmentation/train_aug.txt, "
               f"labels in SegmentationClassAug/")

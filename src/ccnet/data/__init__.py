@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo
+from ccnet.errors import ConfigError
 
 if TYPE_CHECKING:
     from ccnet.data.base import PairTransform, SegmentationDataset
@@ -51,7 +52,7 @@ def __getattr__(name: str) -> Any:
 def dataset_class(name: str) -> type[SegmentationDataset]:
     """The class of dataset ``name`` (a key of `DATASETS`)."""
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+        raise ConfigError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
     module, cls = DATASETS[name].split(":")
     return getattr(importlib.import_module(module), cls)
 

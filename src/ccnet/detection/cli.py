@@ -17,6 +17,7 @@ from ccnet.detection.model import mask_rcnn_from_config
 from ccnet.detection.trainer import DetectionTrainer, check_detection_compatible
 from ccnet.engine.checkpoint import load_checkpoint
 from ccnet.engine.trainer import checkpoint_config, load_checkpoint_weights
+from ccnet.errors import CheckpointError, ConfigError
 
 __all__ = ["DetectionTrainer", "evaluate", "model_from_checkpoint", "predict"]
 
@@ -43,7 +44,7 @@ def evaluate(args: argparse.Namespace, config_path: str | None, overrides: list[
         if args.predictions is not None:
             config = load_config(config_path, overrides)
             if not config.data.root:
-                raise ValueError("config key 'data.root' is required to score a results file")
+                raise ConfigError("config key 'data.root' is required to score a results file")
             dataset = CocoInstances.from_root(config.data.root, args.split or config.data.val_split,
                                               max_images=config.data.max_val_samples)
             results = load_results(args.predictions, dataset.coco)
@@ -53,13 +54,14 @@ def evaluate(args: argparse.Namespace, config_path: str | None, overrides: list[
         else:
             model, config, info = model_from_checkpoint(args.checkpoint, config_path, overrides)
             if not config.data.root:
-                raise ValueError("config key 'data.root' is required: the COCO-layout folder to evaluate on")
+                raise ConfigError("config key 'data.root' is required: the COCO-layout folder to evaluate on")
             ctx = init_distributed(config.device)
             dataset = CocoInstances.from_root(config.data.root, args.split or config.data.val_split,
                                               max_images=config.data.max_val_samples)
             if dataset.info.class_names != info.class_names:
-                raise ValueError(f"{args.checkpoint}: the model's classes {list(info.class_names)[:5]} are not the "
-                                 f"categories of {dataset.annotation_path} {list(dataset.info.class_names)[:5]}")
+                raise CheckpointError(f"{args.checkpoint}: the model's classes {list(info.class_names)[:5]} "
+                                      f"are not the categories of {dataset.annotation_path} "
+                                      f"{list(dataset.info.class_names)[:5]}")
             metrics, _ = evaluate_model(model.to(ctx.device), dataset, device=ctx.device,
                                         progress=ctx.is_main and not getattr(args, "no_progress", False))
     finally:

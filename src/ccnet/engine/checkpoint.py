@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ccnet.errors import CheckpointError
 from ccnet.files import load_torch_file
 
 FORMAT_VERSION = 1
@@ -23,7 +24,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read a checkpoint written by `ccnet.files.atomic_save`, safely (`ccnet.files.load_torch_file`)."""
     checkpoint = load_torch_file(path, map_location, what="checkpoint")
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
-        raise ValueError(f"{path}: not a ccnet checkpoint (no 'model' entry)")
+        raise CheckpointError(f"{path}: not a ccnet checkpoint (no 'model' entry)")
     return checkpoint
 
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from ccnet.data.io import read_label
 from ccnet.engine.inference import infer, resize
 from ccnet.engine.metrics import ConfusionMatrix
+from ccnet.errors import DatasetError, InputError, UserFileNotFoundError
 
 __all__ = ["ShardSampler", "evaluate", "evaluate_predictions"]
 
@@ -111,13 +112,13 @@ def evaluate_predictions(pred_dir: str | Path, dataset: Any, *, progress: bool =
     for i, sample in enumerate(tqdm(dataset.samples, desc="evaluate", disable=not progress, dynamic_ncols=True)):
         path = pred_dir / f"{sample.name}.png"
         if not path.is_file():
-            raise FileNotFoundError(f"no prediction {path} for sample {sample.name!r}")
+            raise UserFileNotFoundError(f"no prediction {path} for sample {sample.name!r}")
         if sample.label is None:
-            raise ValueError(f"sample {sample.name!r} ({sample.image}) has no ground-truth label to score against")
+            raise DatasetError(f"sample {sample.name!r} ({sample.image}) has no ground-truth label to score against")
         label = np.asarray(dataset.load(i)[1])
         pred = read_label(path)  # grey or palette PNG of class indices; errors name the file
         if pred.shape != label.shape:
             (h, w), (lh, lw) = pred.shape, label.shape
-            raise ValueError(f"{path}: prediction size {w}x{h} differs from label size {lw}x{lh} ({sample.label})")
+            raise InputError(f"{path}: prediction size {w}x{h} differs from label size {lw}x{lh} ({sample.label})")
         confusion.update(torch.from_numpy(pred), torch.from_numpy(label))
     return confusion

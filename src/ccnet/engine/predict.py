@@ -21,6 +21,7 @@ from tqdm import tqdm
 from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo
 from ccnet.data.io import DatasetError, read_image, write_label
 from ccnet.engine.inference import infer
+from ccnet.errors import InputError, UserFileNotFoundError
 
 __all__ = ["IMAGE_EXTENSIONS", "blend", "collect_inputs", "predict_images", "write_outputs"]
 
@@ -34,7 +35,7 @@ def collect_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:
     if isinstance(spec, (list, tuple)):
         paths = [p for item in spec for p in collect_inputs(item)]
         if not paths:
-            raise FileNotFoundError(f"no input images in {spec!r}")
+            raise UserFileNotFoundError(f"no input images in {spec!r}")
         return paths
     path = Path(spec).expanduser()
     if path.is_file():
@@ -44,9 +45,10 @@ def collect_inputs(spec: str | Path | Sequence[str | Path]) -> list[Path]:
     elif glob.has_magic(str(path)):
         found = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if _is_image(Path(p)))
     else:
-        raise FileNotFoundError(f"input {str(spec)!r} is not an image file, a folder or a glob pattern that matches")
+        raise UserFileNotFoundError(f"input {str(spec)!r} is not an image file, a folder or a glob pattern "
+                                    "that matches")
     if not found:
-        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found for input {str(spec)!r}")
+        raise UserFileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found for input {str(spec)!r}")
     return found
 
 
@@ -133,7 +135,7 @@ def _check_unique_stems(paths: list[Path]) -> None:
     for path in paths:
         other = seen.setdefault(path.stem, path)
         if other != path:
-            raise ValueError(f"{other} and {path} would write the same output files ({path.stem}.png)")
+            raise InputError(f"{other} and {path} would write the same output files ({path.stem}.png)")
 
 
 def _is_image(path: Path) -> bool:

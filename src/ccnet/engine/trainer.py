@@ -35,6 +35,7 @@ from ccnet.engine.evaluate import evaluate
 from ccnet.engine.inference import infer
 from ccnet.engine.metrics import SegmentationMetrics
 from ccnet.engine.sampling import SeededDataset, TrainSampler
+from ccnet.errors import CheckpointError, InputError, LossDivergedError, RunFolderError
 from ccnet.files import atomic_save, atomic_write_text
 from ccnet.nn import convert_sync_batchnorm
 
@@ -170,17 +171,18 @@ def checkpoint_config(checkpoint: dict[str, Any], path: str, config_path: str | 
     elif "config" in checkpoint:
         config = apply_overrides(config_from_dict(checkpoint["config"]), overrides)
     else:
-        raise ValueError(f"{path}: checkpoint stores no config; give the config file too")
+        raise CheckpointError(f"{path}: checkpoint stores no config; give the config file too")
     check(checkpoint, config, path)
     if "info" not in checkpoint:
-        raise ValueError(f"{path}: checkpoint stores no class names ('info'); it was not written by ccnet train")
+        raise CheckpointError(f"{path}: checkpoint stores no class names ('info'); it was not written by ccnet train")
     return config, info_from_dict(checkpoint["info"])
 
 
 def load_checkpoint_weights(model: nn.Module, checkpoint: dict[str, Any], path: str) -> None:
     missing, unexpected = model.load_state_dict(checkpoint["model"], strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise CheckpointError(f"{path}: weights do not fit the model: missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}")
 
 
 def _head_name(config: Config) -> str:
@@ -241,24 +243,24 @@ class Trainer:
         """Refuse, before anything is built, a run folder whose run this one would destroy."""
         path, resume = self.output_dir, self.resume
         if path.exists() and not path.is_dir():
-            raise FileExistsError(f"{path}: is a file, not a run folder")
+            raise RunFolderError(f"{path}: is a file, not a run folder")
         own = resume == "auto" or (resume is not None and Path(resume).absolute() == self.checkpoint_path.absolute())
         if self.overwrite:
             if own or (resume is not None and path.absolute() in Path(resume).absolute().parents):
-                raise ValueError(f"{path}: --overwrite deletes the run there and --resume continues it; give one")
+                raise InputError(f"{path}: --overwrite deletes the run there and --resume continues it; give one")
             return
         found = existing_run(path)
         if not found:
             return
         if resume is None:
-            raise FileExistsError(f"{path}: holds a run ({', '.join(found)}); pass --resume auto to continue it, "
-                                  f"or --overwrite to delete it and start over")
+            raise RunFolderError(f"{path}: holds a run ({', '.join(found)}); pass --resume auto to continue it, "
+                                 f"or --overwrite to delete it and start over")
         if not own:
-            raise FileExistsError(f"{path}: holds another run ({', '.join(found)}); continuing {resume} there "
-                                  f"would replace it: give a new --output, or --overwrite")
+            raise RunFolderError(f"{path}: holds another run ({', '.join(found)}); continuing {resume} there "
+                                 f"would replace it: give a new --output, or --overwrite")
         if not self.checkpoint_path.is_file() and {"metrics.json", "model"} & set(found):
-            raise FileExistsError(f"{path}: holds a finished run ({', '.join(found)}) but no "
-                                  f"checkpoints/latest.pt to continue; pass --overwrite to delete it and start over")
+            raise RunFolderError(f"{path}: holds a finished run ({', '.join(found)}) but no "
+                                 f"checkpoints/latest.pt to continue; pass --overwrite to delete it and start over")
 
     def _clear_previous_run(self) -> None:
         """``overwrite``: delete the files of the run in the folder (only the files a run writes)."""
@@ -385,7 +387,7 @@ class Trainer:
             check_same_classes(info_from_dict(checkpoint["info"]), self.info, path)
         for key in ("optimizer", "scheduler", "scaler", "iteration", "rng"):
             if key not in checkpoint:
-                raise ValueError(f"{path}: not a training checkpoint (no {key!r} entry); cannot resume from it")
+                raise CheckpointError(f"{path}: not a training checkpoint (no {key!r} entry); cannot resume from it")
         iteration, iterations = int(checkpoint["iteration"]), self.config.optim.iterations
         if iteration > iterations:
             raise ConfigError(f"{path}: checkpoint is at iteration {iteration}, beyond this run's "
@@ -572,7 +574,7 @@ class Trainer:
         with torch.autocast(device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             loss, logs, parts = self._forward_loss(batch, iteration)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
+            raise LossDivergedError(
                 f"iteration {iteration}: loss is {loss.item()}; the last good checkpoint is {self.checkpoint_path}"
             )
         self.optimizer.zero_grad(set_to_none=True)

@@ -25,6 +25,7 @@ from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD, DatasetInfo
 from ccnet.data.io import DatasetError, DataWarning, read_image
 from ccnet.engine.inference import infer
 from ccnet.engine.predict import IMAGE_EXTENSIONS, blend, write_outputs
+from ccnet.errors import UserFileNotFoundError
 from ccnet.files import file_mode
 
 __all__ = ["VIDEO_EXTENSIONS", "folder_gaps", "is_video_input", "predict_video", "read_frames"]
@@ -59,7 +60,7 @@ def read_frames(source: str | Path) -> tuple[Iterator[tuple[str, np.ndarray]], f
         paths = sorted((p for p in source.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
                        key=_natural_key)
         if not paths:
-            raise FileNotFoundError(f"{source}: no frames ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this folder")
+            raise UserFileNotFoundError(f"{source}: no frames ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this folder")
         gaps = folder_gaps(paths)
         if gaps:
             shown = "; ".join(gaps[:3]) + (f"; and {len(gaps) - 3} more" if len(gaps) > 3 else "")

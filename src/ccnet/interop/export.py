@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ccnet.errors import CCNetError
+from ccnet.errors import CCNetError, InputError
 from ccnet.files import atomic_path
 
 __all__ = ["OnnxCheckError", "OnnxExport", "compile_model", "export_onnx"]
@@ -163,9 +163,9 @@ def export_onnx(model_or_dir: nn.Module | str | Path, path: str | Path, opset: i
     ``frames`` for one is refused rather than ignored.
     """
     if opset < MIN_OPSET:
-        raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
+        raise InputError(f"opset must be >= {MIN_OPSET}, got {opset}")
     if height < 16 or width < 16:
-        raise ValueError(f"example size must be at least 16x16, got {height}x{width}")
+        raise InputError(f"example size must be at least 16x16, got {height}x{width}")
     from torch.export import Dim
 
     from ccnet.models import CCNet3D
@@ -173,12 +173,12 @@ def export_onnx(model_or_dir: nn.Module | str | Path, path: str | Path, opset: i
     model = _as_model(model_or_dir)
     clips = isinstance(model, CCNet3D)
     if not clips and frames is not None:
-        raise ValueError(f"frames={frames} is for video models (CCNet3D, clips (N, 3, T, H, W)); "
+        raise InputError(f"frames={frames} is for video models (CCNet3D, clips (N, 3, T, H, W)); "
                          f"this {type(model).__name__} takes images (N, 3, H, W)")
     if clips and frames is None:
         frames = DEFAULT_FRAMES
     if clips and frames < 1:
-        raise ValueError(f"frames must be >= 1, got {frames}")
+        raise InputError(f"frames must be >= 1, got {frames}")
     path = Path(path)
     mean = std = None
     if normalize:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ccnet.errors import CheckpointError, InputError
 from ccnet.files import UnsafeFileError, load_torch_file
 from ccnet.interop.formats import Converted, resnet_arch
 from ccnet.interop.mmseg import convert_mmseg
@@ -144,12 +145,12 @@ def _convert(state: dict[str, torch.Tensor], meta: dict[str, Any] | None, fmt: s
         return convert_torchvision(state, source)
     if fmt == "ccnet":
         raise WeightsFileError(f"{source}: format 'ccnet' is a model folder (config.json + model.safetensors)")
-    raise ValueError(f"unknown format {fmt!r}; expected 'auto' or one of {', '.join(FORMATS)}")
+    raise InputError(f"unknown format {fmt!r}; expected 'auto' or one of {', '.join(FORMATS)}")
 
 
 def _check_format_name(fmt: str) -> None:
     if fmt != "auto" and fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; expected 'auto' or one of {', '.join(FORMATS)}")
+        raise InputError(f"unknown format {fmt!r}; expected 'auto' or one of {', '.join(FORMATS)}")
 
 
 def _is_ccnet_dir(path: Path) -> Path | None:
@@ -230,7 +231,7 @@ def load_pretrained(src: str | Path | Mapping[str, Any], format: str = "auto", n
     converted, source = _read_source(src, format, revision)
     if isinstance(converted, Path):
         if overrides:
-            raise ValueError(f"{converted}: a ccnet model folder is rebuilt from its own config; "
+            raise InputError(f"{converted}: a ccnet model folder is rebuilt from its own config; "
                              f"overrides {sorted(overrides)} are not applied")
         model = from_pretrained(converted, model_class_of(converted))
         _check_num_classes(model.num_classes, num_classes, source, "config.json")
@@ -263,7 +264,7 @@ def as_architecture(model: nn.Module, architecture: str | None) -> nn.Module:
         return CCNet3D.from_ccnet(model)
     if architecture == "CCNet" and isinstance(model, CCNet3D):
         return model.to_ccnet()
-    raise ValueError(f"cannot turn a {type(model).__name__} into architecture {architecture!r}; "
+    raise InputError(f"cannot turn a {type(model).__name__} into architecture {architecture!r}; "
                      f"choose one of {', '.join(MODEL_CLASSES)}")
 
 
@@ -282,8 +283,8 @@ def model_class_of(folder: Path) -> type[nn.Module]:
     """The class that rebuilds the ccnet model folder ``folder``."""
     architecture = read_pretrained_config(folder).get("architecture", "CCNet")
     if architecture not in MODEL_CLASSES:
-        raise ValueError(f"{folder / CONFIG_NAME}: unknown architecture {architecture!r}; "
-                         f"this ccnet knows {', '.join(MODEL_CLASSES)}")
+        raise CheckpointError(f"{folder / CONFIG_NAME}: unknown architecture {architecture!r}; "
+                              f"this ccnet knows {', '.join(MODEL_CLASSES)}")
     return MODEL_CLASSES[architecture]
 
 

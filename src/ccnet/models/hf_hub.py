@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ccnet.errors import InputError, MissingExtraError, PathError, UserFileNotFoundError
+
 __all__ = ["INSTALL_HINT", "check_repo_id", "download", "is_repo_id", "upload"]
 
 INSTALL_HINT = "pip install 'ccnet-pytorch[hub]'"
@@ -36,7 +38,7 @@ def _hub():
     try:
         import huggingface_hub
     except ImportError:
-        raise OSError(f"loading or pushing by Hub repo id needs huggingface_hub: {INSTALL_HINT}") from None
+        raise MissingExtraError(f"loading or pushing by Hub repo id needs huggingface_hub: {INSTALL_HINT}") from None
     return huggingface_hub
 
 
@@ -48,7 +50,7 @@ def _first_line(error: BaseException) -> str:
 def check_repo_id(repo_id: str) -> str:
     """``repo_id`` if it is shaped ``org/name``, else a one-line ValueError."""
     if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id):
-        raise ValueError(f"{repo_id!r}: not a Hub repo id (expected org/name)")
+        raise InputError(f"{repo_id!r}: not a Hub repo id (expected org/name)")
     return repo_id
 
 
@@ -69,21 +71,21 @@ def download(repo_id: str, revision: str | None, files: Sequence[str]) -> Path:
     try:
         folder = Path(hub.snapshot_download(repo_id=str(repo_id), revision=revision, allow_patterns=list(files)))
     except HFValidationError as error:
-        raise ValueError(f"{where}: not a valid Hub repo id ({_first_line(error)})") from None
+        raise InputError(f"{where}: not a valid Hub repo id ({_first_line(error)})") from None
     except LocalEntryNotFoundError:
-        raise FileNotFoundError(f"{where}: no such local path, and the Hub repo is not in the cache "
-                                f"(offline, HF_HUB_OFFLINE=1, or no connection)") from None
+        raise UserFileNotFoundError(f"{where}: no such local path, and the Hub repo is not in the cache "
+                                    f"(offline, HF_HUB_OFFLINE=1, or no connection)") from None
     except RevisionNotFoundError:
-        raise FileNotFoundError(f"{where}: the Hub repo has no revision {revision!r}") from None
+        raise UserFileNotFoundError(f"{where}: the Hub repo has no revision {revision!r}") from None
     except (RepositoryNotFoundError, GatedRepoError):
-        raise FileNotFoundError(f"{where}: no such local path, and no Hub repo of that name that this "
-                                f"token can read") from None
+        raise UserFileNotFoundError(f"{where}: no such local path, and no Hub repo of that name that this "
+                                    f"token can read") from None
     except OSError as error:
-        raise OSError(f"{where}: download from the Hub failed: {_first_line(error)}") from None
+        raise PathError(f"{where}: download from the Hub failed: {_first_line(error)}") from None
     missing = [name for name in files if not (folder / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{where}: the Hub repo holds no {' or '.join(missing)}; it is not a ccnet "
-                                f"model (those are pushed by push_to_hub / ccnet push-to-hub)")
+        raise UserFileNotFoundError(f"{where}: the Hub repo holds no {' or '.join(missing)}; it is not a ccnet "
+                                    f"model (those are pushed by push_to_hub / ccnet push-to-hub)")
     return folder
 
 
@@ -98,4 +100,4 @@ def upload(folder: str | Path, repo_id: str, *, revision: str | None = None, pri
         return api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=revision,
                                  commit_message=commit_message or "Upload ccnet model")
     except OSError as error:
-        raise OSError(f"{repo_id}: upload to the Hub failed: {_first_line(error)}") from None
+        raise PathError(f"{repo_id}: upload to the Hub failed: {_first_line(error)}") from None

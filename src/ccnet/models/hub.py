@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import torch
 
 from ccnet.data.info import IMAGENET_MEAN, IMAGENET_STD
+from ccnet.errors import CheckpointError, InputError, RunFolderError, UnsafeFileError, UserFileNotFoundError
 from ccnet.files import atomic_directory
 from ccnet.models import hf_hub
 from ccnet.models.model_card import CARD_NAME, model_card
@@ -70,23 +71,23 @@ def _check_labels(num_classes: int, class_names: Sequence[str] | None,
     if class_names is not None:
         names = [str(name) for name in class_names]
         if len(names) != num_classes:
-            raise ValueError(f"{len(names)} class names for a model with {num_classes} classes")
+            raise InputError(f"{len(names)} class names for a model with {num_classes} classes")
     colours = None
     if palette is not None:
         colours = [[int(c) for c in colour] for colour in palette]
         if len(colours) != num_classes:
-            raise ValueError(f"{len(colours)} palette colours for a model with {num_classes} classes")
+            raise InputError(f"{len(colours)} palette colours for a model with {num_classes} classes")
         if any(len(colour) != 3 or not all(0 <= c <= 255 for c in colour) for colour in colours):
-            raise ValueError("palette colours must be [r, g, b] triples in 0..255")
+            raise InputError("palette colours must be [r, g, b] triples in 0..255")
     return names, colours
 
 
 def _check_norm(name: str, values: Sequence[float]) -> list[float]:
     values = [float(v) for v in values]
     if len(values) != 3:
-        raise ValueError(f"{name} must have 3 values (R, G, B), got {values}")
+        raise InputError(f"{name} must have 3 values (R, G, B), got {values}")
     if name == "std" and any(v <= 0 for v in values):
-        raise ValueError(f"std must be positive, got {values}")
+        raise InputError(f"std must be positive, got {values}")
     return values
 
 
@@ -95,13 +96,13 @@ def _check_inference(values: Any, where: str = "inference") -> dict[str, Any] | 
     if values is None:
         return None
     if not isinstance(values, Mapping):
-        raise ValueError(f"{where} must be a mapping (dataset, clip_length, attention), got {values!r}")
+        raise InputError(f"{where} must be a mapping (dataset, clip_length, attention), got {values!r}")
     values = dict(values)
     length = values.get("clip_length")
     if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
-        raise ValueError(f"{where}.clip_length must be a positive integer, got {length!r}")
+        raise InputError(f"{where}.clip_length must be a positive integer, got {length!r}")
     if values.get("attention") not in (None, "3d", "2d"):
-        raise ValueError(f"{where}.attention must be '3d' or '2d', got {values['attention']!r}")
+        raise InputError(f"{where}.attention must be '3d' or '2d', got {values['attention']!r}")
     return values
 
 
@@ -134,11 +135,11 @@ def save_pretrained(
         raise TypeError(f"save_pretrained needs a CCNet (with a .config dict), got {type(model).__name__}")
     if directory.exists():
         if not directory.is_dir():
-            raise FileExistsError(f"{directory}: exists and is not a folder")
+            raise RunFolderError(f"{directory}: exists and is not a folder")
         foreign = sorted(p.name for p in directory.iterdir() if p.name not in _OWN_FILES)
         if foreign:
-            raise FileExistsError(f"{directory}: folder exists and holds other files ({', '.join(foreign[:3])}"
-                                  f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty folder")
+            raise RunFolderError(f"{directory}: folder exists and holds other files ({', '.join(foreign[:3])}"
+                                 f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty folder")
 
     num_classes = int(config["num_classes"])
     names, colours = _check_labels(
@@ -181,24 +182,24 @@ def read_pretrained_config(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
     path = directory / CONFIG_NAME
     if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: not a folder (a ccnet model is a folder with {CONFIG_NAME} "
-                                f"and {WEIGHTS_NAME})")
+        raise UserFileNotFoundError(f"{directory}: not a folder (a ccnet model is a folder with {CONFIG_NAME} "
+                                    f"and {WEIGHTS_NAME})")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found; {directory} is not a ccnet model folder")
+        raise UserFileNotFoundError(f"{path}: not found; {directory} is not a ccnet model folder")
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
+        raise CheckpointError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(document, dict) or document.get("format") != "ccnet":
-        raise ValueError(f"{path}: not a ccnet model config (no \"format\": \"ccnet\")")
+        raise CheckpointError(f"{path}: not a ccnet model config (no \"format\": \"ccnet\")")
     version = document.get("format_version")
     if not isinstance(version, int) or version < 1:
-        raise ValueError(f"{path}: bad format_version {version!r}")
+        raise CheckpointError(f"{path}: bad format_version {version!r}")
     if version > FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {version} is newer than this ccnet supports "
-                         f"({FORMAT_VERSION}); upgrade ccnet-pytorch")
+        raise CheckpointError(f"{path}: format_version {version} is newer than this ccnet supports "
+                              f"({FORMAT_VERSION}); upgrade ccnet-pytorch")
     if not isinstance(document.get("model"), dict) or "num_classes" not in document["model"]:
-        raise ValueError(f"{path}: no \"model\" constructor config with num_classes")
+        raise CheckpointError(f"{path}: no \"model\" constructor config with num_classes")
     return document
 
 
@@ -207,12 +208,12 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found")
+        raise UserFileNotFoundError(f"{path}: not found")
     try:
         return load_file(path, device="cpu")
     except (SafetensorError, OSError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{path}: not a readable safetensors file (truncated or corrupt?): {first}") from None
+        raise UnsafeFileError(f"{path}: not a readable safetensors file (truncated or corrupt?): {first}") from None
 
 
 def from_pretrained(directory: str | Path, model_class: type[ModelT], *,
@@ -231,12 +232,12 @@ def from_pretrained(directory: str | Path, model_class: type[ModelT], *,
     config_path = directory / CONFIG_NAME
     architecture = document.get("architecture", "CCNet")  # folders written before the field: CCNet
     if architecture != model_class.__name__:
-        raise ValueError(f"{config_path}: holds a {architecture}, not a {model_class.__name__}; "
-                         f"load it with ccnet.load_pretrained")
+        raise CheckpointError(f"{config_path}: holds a {architecture}, not a {model_class.__name__}; "
+                              f"load it with ccnet.load_pretrained")
     try:
         model = model_class(**document["model"])
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{config_path}: cannot build the model from its config: {error}") from None
+        raise CheckpointError(f"{config_path}: cannot build the model from its config: {error}") from None
     weights_path = directory / WEIGHTS_NAME
     state = _read_weights(weights_path)
     load_state_dict_checked(model, state, source=str(weights_path))
@@ -248,8 +249,8 @@ def from_pretrained(directory: str | Path, model_class: type[ModelT], *,
         try:
             names = [id2label[str(i)] for i in range(model.num_classes)]
         except (KeyError, TypeError):
-            raise ValueError(f"{config_path}: id2label must map every class id 0..{model.num_classes - 1} "
-                             f"to a name") from None
+            raise CheckpointError(f"{config_path}: id2label must map every class id 0..{model.num_classes - 1} "
+                                  f"to a name") from None
     names, colours = _check_labels(model.num_classes, names, document.get("palette"))
     model.class_names = None if names is None else tuple(names)
     model.palette = None if colours is None else tuple(tuple(c) for c in colours)
@@ -267,7 +268,7 @@ def resolve_pretrained(src: str | Path, revision: str | None = None) -> Path:
     ``hub`` extra)."""
     if not hf_hub.is_repo_id(src):
         if revision is not None:
-            raise ValueError(f"{src}: revision={revision!r} applies to a Hub repo id, not a local path")
+            raise InputError(f"{src}: revision={revision!r} applies to a Hub repo id, not a local path")
         return Path(src)
     return hf_hub.download(str(src), revision, (CONFIG_NAME, WEIGHTS_NAME))
 
@@ -280,9 +281,9 @@ def read_run_metrics(folder: str | Path) -> dict[str, Any] | None:
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
+        raise InputError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(metrics, dict):
-        raise ValueError(f"{path}: expected a JSON object of metrics")
+        raise InputError(f"{path}: expected a JSON object of metrics")
     return metrics
 
 
@@ -298,7 +299,7 @@ def push_folder_to_hub(folder: str | Path, repo_id: str, *, metrics: Mapping[str
     folder = Path(folder)
     document = read_pretrained_config(folder)
     if not (folder / WEIGHTS_NAME).is_file():
-        raise FileNotFoundError(f"{folder / WEIGHTS_NAME}: not found; nothing to push")
+        raise UserFileNotFoundError(f"{folder / WEIGHTS_NAME}: not found; nothing to push")
     hf_hub.check_repo_id(repo_id)
     if metrics is None:
         metrics = read_run_metrics(folder)

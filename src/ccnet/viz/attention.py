@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ccnet.errors import InputError
 from ccnet.models.ccnet3d import CCNet3D
 from ccnet.nn.attention import CrissCrossAttention, CrissCrossAttention3d
 
@@ -221,7 +222,7 @@ class AttentionRecord:
             pixel = tuple(int(c) for c in pixel)
             size = self.input_size
             if len(pixel) != len(size) or not all(0 <= c < n for c, n in zip(pixel, size, strict=True)):
-                raise ValueError(f"pixel {pixel} is outside the {'x'.join(map(str, size))} input")
+                raise InputError(f"pixel {pixel} is outside the {'x'.join(map(str, size))} input")
             out.append(tuple(int(feature_index(torch.tensor(c), n_in, n_f, self.align_corners))
                              for c, n_in, n_f in zip(pixel, size, self.feature_size, strict=True)))
         return out
@@ -258,7 +259,7 @@ def record_attention(model: nn.Module, image: Tensor, *, align_corners: bool | N
     """
     blocks = {type(m) for m in model.modules() if isinstance(m, CRISS_CROSS_BLOCKS)}
     if not blocks:
-        raise ValueError(f"{type(model).__name__} has no criss-cross attention block")
+        raise InputError(f"{type(model).__name__} has no criss-cross attention block")
     video = isinstance(model, CCNet3D)
     spatial_dims = 3 if video or CrissCrossAttention3d in blocks else 2
     x = image.unsqueeze(0) if image.dim() == spatial_dims + 1 else image
@@ -276,7 +277,7 @@ def record_attention(model: nn.Module, image: Tensor, *, align_corners: bool | N
     finally:
         model.train(was_training)
     if not calls:
-        raise ValueError(f"{type(model).__name__} ran no criss-cross attention (recurrence 0?): no maps to show")
+        raise InputError(f"{type(model).__name__} ran no criss-cross attention (recurrence 0?): no maps to show")
     clip_length = x.shape[2] if video else None
     weights = [_loop_weights(block, inputs, frames, clip_length) for block, inputs, frames in calls]
     feature_size = tuple(weights[0][0].shape[1:-1])
