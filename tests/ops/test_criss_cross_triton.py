@@ -61,7 +61,7 @@ def test_kernels_under_the_interpreter():
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    monkeypatch.setattr(criss_cross_triton, "MAX_BLOCKS", {"m": 16, "n": 16, "c": 16, "cq": 16, "backward_c": 16})
+    monkeypatch.setattr(criss_cross_triton, "MAX_BLOCKS", {"m": 16, "n": 16, "c": 16, "cq": 16})
 
 
 def _inputs(batch, qk, channels, *spatial, dtype=torch.float32, device="cpu", seed=0):
