@@ -82,6 +82,7 @@ WORKLOADS = (
     Workload("cuda-test", 1, 64, 40, (256, 3)),
     Workload("cuda-test", 2, 5, 7, (1, 30)),
     Workload("cuda-test", 2, 8, 24, (5, 9, 11)),
+    Workload("cuda-test", 1, 80, 24, (300, 2)),
 )
 # --quick: (workload index, dtype, layout)
 QUICK = ((0, "float32-highest", "nchw"), (1, "bfloat16", "channels_last"))
