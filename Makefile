@@ -1,6 +1,6 @@
 # Two entry points, each doing all of its own set-up on a fresh machine:
 #   make demo   create .venv, install, run the main job (ccnet train: the synthetic default)
-#   make test   create .venv, install with dev extras, lint (ruff check), run the test suite; then create
+#   make test   create .venv, install with dev extras, lint (ruff check), type-check (mypy), run the test suite; then create
 #               .venv-detection (torch + torchvision + pycocotools) and run tests/detection there
 # and two for GPUs (README, "On a GPU"):
 #   make device-wheels   (where PyPI is reachable) the wheels the GPU machine lacks -> .device-wheels/
@@ -46,6 +46,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed $(DET_VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -n 2 -q
 	$(MAKE) --no-print-directory test-detection
 
@@ -77,6 +78,7 @@ triton-compile-check: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) $(DET_VENV) build dist *.egg-info src/*.egg-info .pytest_cache .hypothesis gpu-check-out

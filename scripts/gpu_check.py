@@ -28,8 +28,9 @@ holds ``logs/<part>.log``, ``bench/<float32|bfloat16|model>/bench.{json,md,png}`
 ``--output`` (default ``$OUT``, else ``gpu-check-out/``) go three files, within the GPU machine's
 limit of 8 files brought back: ``gpu-check.md``, ``gpu-check.json`` and ``gpu-check-files.tar.gz``
 (``results/``, files over 8 MB left out and listed), all rewritten after every part, so a check
-killed from outside still leaves what it had. pytest runs with ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``:
-the machine's own plugins stay out of the CUDA tests.
+killed from outside still leaves what it had. The parts return data; ``gpu-check.md`` is rendered
+from it by ``scripts/gpu_check_report.py``, one function per part. pytest runs with
+``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``: the machine's own plugins stay out of the CUDA tests.
 
 ``--device cpu --quick`` runs every part end-to-end at tiny sizes on a CPU: ``make test`` does,
 so the orchestration, the checks and the report are proven before a GPU is seen. The exit status
@@ -61,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 import device_wheels
+from gpu_check_report import markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -425,7 +427,7 @@ def triton_roofline_ms(row: dict[str, Any]) -> dict[str, float] | None:
 
 
 def op_goals(row: dict[str, Any]) -> dict[str, Any] | None:
-    """Item 5 of the issue for one op configuration, when the run had a Triton candidate: forward+
+    """The Triton goals (docs/goals.md) for one op configuration, when the run had a Triton candidate: forward+
     backward at least 3x mmcv's and 2x the autograd function's speed, peak memory at most half
     the better baseline's."""
     ops = row["ops"]
@@ -471,7 +473,7 @@ def part_bench(ctx: Context, dtype: str) -> Callable[[Runner], dict[str, Any]]:
     if ctx.quick:
         sizes = ["--sizes", "9x7", "--batches", "1", "--channels", "8", "--qk-channels", "4", "--repeats", "1",
                  "--block-size", "9", "7", "--block-channels", "16", "--layouts", "channels_last"]
-    else:  # item 5's sizes; the block at the paper's 97x97, 512 channels
+    else:  # the sizes of docs/goals.md; the block at the paper's 97x97, 512 channels
         sizes = ["--sizes", "cityscapes-769", "--batches", "1", "8", "--channels", "512", "--qk-channels", "64",
                  "--repeats", "10", "--block-size", "97", "97", "--block-channels", "512",
                  "--layouts", "nchw", "channels_last"]
@@ -745,90 +747,6 @@ def write_archive(results: Path, path: Path) -> dict[str, Any]:
     tmp.replace(path)
     return {"file": path.name, "files": len(files) - len(left_out), "bytes": path.stat().st_size,
             "left_out": left_out}
-
-
-def markdown(summary: dict[str, Any]) -> str:
-    parts = {p["name"]: p for p in summary["parts"]}
-    env = parts.get("environment", {}).get("details", {})
-    versions = env.get("versions", {})
-    title = versions.get("gpu") or ("CPU dry run" if not summary["device"].startswith("cuda") else "no GPU found")
-    lines = [f"# make gpu-check: {title}", "",
-             f"{summary['started']}, {summary['seconds']:.0f} s of a {summary['budget_s']:.0f} s budget, device "
-             f"`{summary['device']}`{' (quick: tiny sizes)' if summary['quick'] else ''}; "
-             f"{summary['passed']} of {len(summary['parts'])} parts passed."
-             + (f" Logs and results: `{summary['archive']['file']}` ({summary['archive']['files']} files)."
-                if "archive" in summary else ""), ""]
-    if env:
-        lines += [f"- nvidia-smi: `{env.get('nvidia_smi', '-')}`",
-                  "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "gpu"), ""]
-    lines += ["| part | what | status | seconds | note |", "|---|---|---|---|---|"]
-    for p in summary["parts"]:
-        note = (p.get("reason") or "").replace("|", "\\|")
-        lines.append(f"| {p['name']} | {p['what']} | **{p['status']}** | {p['seconds']:.0f} | {note} |")
-    for p in summary["parts"]:
-        lines += _part_markdown(p)
-    return "\n".join(lines) + "\n"
-
-
-def _part_markdown(part: dict[str, Any]) -> list[str]:
-    details = part.get("details") or {}
-    lines = ["", f"## {part['name']}: {part['status']}", ""]
-    name = part["name"]
-    if name == "compile-check" and details:
-        lines.append(f"Triton {details['triton']}: {details['launches']} launches compiled for sm_90, largest spill "
-                     f"{details['largest_spill_bytes']} B; {len(details['problems'])} problems "
-                     "(table: results/compile/triton-compile.md in the archive)")
-        lines += [f"- {p}" for p in details["problems"][:10]]
-    if name in ("triton-tests", "cuda-tests") and details:
-        lines.append(f"{details['passed']} passed, {details['failures'] + details['errors']} failed, "
-                     f"{details['skipped']} skipped ({', '.join(details['files'])})")
-        lines += [f"- skipped {n}: {reason}" for reason, n in details["skip_reasons"].items()]
-    elif name.startswith("bench-") and name != "bench-model" and details:
-        lines += [f"matmul 2048x2048: {details['matmul_gflops']:.0f} GFLOP/s", "", details["markdown"].strip(), ""]
-        for claim in details["claims"]:
-            lines.append(f"- {claim['layout']} ({claim['dtype']}): RCCA (R=2) against one non-local block: "
-                         f"{claim['flops_saved']:.1%} fewer FLOPs (paper: 85%), "
-                         f"{claim['forward_memory_ratio']:.1f}x less forward peak memory, "
-                         f"{claim['forward_backward_memory_ratio']:.1f}x less forward+backward (paper: 11x)")
-        goals = [r for r in details["op"] if "goals" in r]
-        if not goals:
-            lines.append("- item 5 goals: no `triton` candidate in this run's `ccnet bench op`: not measured")
-        for row in goals:
-            g = row["goals"]
-            text = [f"{g['speedup_vs_mmcv']:.2f}x mmcv (goal 3x: {'met' if g['speedup_vs_mmcv_met'] else 'not met'})"]
-            if "speedup_vs_function" in g:
-                text.append(f"{g['speedup_vs_function']:.2f}x the autograd function (goal 2x: "
-                            f"{'met' if g['speedup_vs_function_met'] else 'not met'})")
-            if "memory_vs_better_baseline" in g:
-                text.append(f"peak memory {g['memory_vs_better_baseline']:.2f}x the better baseline (goal 0.5x: "
-                            f"{'met' if g['memory_met'] else 'not met'})")
-            if "roofline_forward_backward_ms" in g:
-                text.append(f"measured {row['ops']['triton']['forward_backward_ms']:.3f} ms against a roofline of "
-                            f"{g['roofline_forward_backward_ms']:.3f} ms on the H200 ({g['roofline_fraction']:.0%} of "
-                            "roofline speed; docs/triton-roofline.md)")
-            lines.append(f"- triton, {row['batch']}x{row['channels']}x{row['height']}x{row['width']} {row['layout']} "
-                         f"fwd+bwd: " + ", ".join(text))
-    elif name == "bench-model" and details:
-        lines.append(details["markdown"].strip())
-    elif name == "train" and details:
-        losses = details["losses"]
-        lines.append(f"{details['iterations']} iterations, loss {losses[0]:.3f} -> {losses[-1]:.3f} (mean of the "
-                     f"first third {details['first_third_loss']:.3f}, last third {details['last_third_loss']:.3f}), "
-                     f"{details['seconds_per_iteration'] * 1e3:.0f} ms per iteration (median of the logged windows), "
-                     f"final mIoU {details['miou']:.3f}")
-    elif name == "evaluate" and details:
-        lines.append(f"mIoU {details['miou']:.4f} (the training's own final evaluation: "
-                     f"{details['training_final_miou']:.4f})")
-    elif name == "torchrun" and details:
-        lines.append(f"`{details['banner']}`; losses " + ", ".join(f"{x:.3f}" for x in details["losses"]))
-    elif name == "setup" and details:
-        lines.append(details.get("note") or f"installed {details['wheels']} wheels ({details['how']}) into "
-                                            f"{details['site']}")
-    if part.get("commands"):
-        lines += ["", "Commands: " + "; ".join(f"`{c}`" for c in part["commands"])]
-    if part["status"] != "pass" and part.get("log_tail"):
-        lines += ["", f"Last lines of {part['log']}:", "", "```", *part["log_tail"], "```"]
-    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

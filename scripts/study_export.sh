@@ -1,6 +1,6 @@
 #!/bin/sh
 # Copy the finished runs (status done or diverged) of the study into the repository and
-# regenerate its report from them (ccnet reproduce --report-only).
+# regenerate its report from them (ccnet reproduce --report-only) and README's findings table.
 # usage: sh scripts/study_export.sh [STUDY_DIR] [DEST]   (from the repository root; .venv made)
 set -e
 OUT=${1:-runs/study}
@@ -20,3 +20,4 @@ for d in "$OUT"/runs/*/seed*; do
   esac
 done
 PYTHONPATH="$PWD/src" "$PY" -m ccnet.cli reproduce --output "$DEST" --report-only
+"$PY" scripts/readme_verdicts.py  # README's findings table is the generated verdicts.md

@@ -76,7 +76,9 @@ def pick_scene(checkpoint: Path):
 
 
 def screenshot(checkpoint: Path, index: int, pixel: tuple[int, int], path: Path) -> None:
-    from ccnet.app.browser import ExplorerPage, ExplorerServer, headless_chromium
+    sys.path.insert(0, str(ROOT))  # the Selenium helpers live with the browser test, outside the package
+    from tests.app.browser import ExplorerPage, ExplorerServer, headless_chromium
+
     from ccnet.viz.figure import display_scale
 
     shown = checkpoint.resolve().relative_to(ROOT) if checkpoint.resolve().is_relative_to(ROOT) else checkpoint

@@ -111,7 +111,12 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
-    return atomic_write(path, lambda handle: handle.write(text.encode()))
+    data = text.encode()
+
+    def write(handle: BinaryIO) -> None:
+        handle.write(data)
+
+    return atomic_write(path, write)
 
 
 @contextmanager

@@ -90,7 +90,7 @@ def test_core_and_cli_work_without_gradio(tmp_path, model_folder):
                 if name.split(".")[0] in ("gradio", "selenium"):
                     raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
         sys.meta_path.insert(0, Block())
-        import ccnet, ccnet.viz, ccnet.viz.figure, ccnet.app, ccnet.app.browser, ccnet.cli
+        import ccnet, ccnet.viz, ccnet.viz.figure, ccnet.app, ccnet.cli
         from ccnet.cli import main
         assert main(["visualize-attention", {str(model_folder)!r}, {str(image)!r}, "--pixel", "5,60",
                      "--output", {str(tmp_path / "out")!r}]) == 0

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tests.app.browser import ExplorerPage, ExplorerServer, find_chromium, headless_chromium
 
-from ccnet.app.browser import ExplorerPage, ExplorerServer, find_chromium, headless_chromium
 from ccnet.cli.common import model_from_checkpoint
 from ccnet.data.synthetic import SyntheticContextDataset
 

@@ -75,8 +75,7 @@ def tiny_sizes(monkeypatch):
 
 
 def test_op_benchmark_rows(tiny_sizes):
-    rows = attention.op_benchmark(tiny_sizes, batches=[1, 2], channels=[8], qk_channels=4, repeats=1,
-                                  log=lambda _: None)
+    rows = attention.op_benchmark(tiny_sizes, batches=[1, 2], channels=[8], qk_channels=4, repeats=1)
     assert [(r["batch"], r["layout"]) for r in rows] == [(1, "nchw"), (1, "channels_last"), (2, "nchw"),
                                                           (2, "channels_last")]
     for r in rows:
@@ -93,8 +92,7 @@ def test_op_benchmark_with_the_triton_candidate(tiny_sizes, monkeypatch):
     # default op) takes their place to check the bookkeeping and the table's extra columns.
     assert set(attention.candidate_ops(torch.device("cpu"))) == {"ccnet", "official", "mmcv"}
     monkeypatch.setattr(attention, "candidate_ops", lambda device: {**attention.OPS, "triton": criss_cross_attention})
-    rows = attention.op_benchmark(tiny_sizes, batches=[1], channels=[8], qk_channels=4, layouts=["nchw"], repeats=1,
-                                  log=lambda _: None)
+    rows = attention.op_benchmark(tiny_sizes, batches=[1], channels=[8], qk_channels=4, layouts=["nchw"], repeats=1)
     (row,) = rows
     assert set(row["ops"]) == {"ccnet", "official", "mmcv", "triton"}
     assert {"triton_speedup_forward_backward_vs_ccnet", "triton_speedup_forward_vs_mmcv",
@@ -105,8 +103,7 @@ def test_op_benchmark_with_the_triton_candidate(tiny_sizes, monkeypatch):
 
 
 def test_block_benchmark_flops_match_the_formula():
-    rows = attention.block_benchmark(size=(6, 7), channels=16, reduction=4, layouts=["nchw"], repeats=1,
-                                     log=lambda _: None)
+    rows = attention.block_benchmark(size=(6, 7), channels=16, reduction=4, layouts=["nchw"], repeats=1)
     by_name = {r["block"]: r for r in rows}
     n, c, cq = 6 * 7, 16, 4
     convs = 2 * n * c * (2 * cq + c)  # 1x1 query, key and value convs
@@ -119,8 +116,7 @@ def test_block_benchmark_flops_match_the_formula():
 
 
 def test_block_comparison_rows_table_and_plot(tmp_path):
-    rows = attention.block_comparison(size=(5, 6), channels=8, reduction=2, batches=[1, 2], repeats=1,
-                                      log=lambda _: None)
+    rows = attention.block_comparison(size=(5, 6), channels=8, reduction=2, batches=[1, 2], repeats=1)
     assert [r["batch"] for r in rows] == [1, 2]
     for r in rows:
         assert list(r["blocks"]) == ["ccnet", "ccnet_op", "official", "mmcv"]
@@ -144,7 +140,7 @@ def test_block_variants_compute_the_same_block():
 
 def test_model_benchmark_small():
     rows = model_benchmark(backbone="resnet18", inference_size=(33, 33), train_size=(32, 32), batch=2,
-                           amp=["off", "bf16"], repeats=1, log=lambda _: None)
+                           amp=["off", "bf16"], repeats=1)
     assert [(r["task"], r["variant"]) for r in rows] == [
         (task, variant) for task in ("inference", "train_step")
         for variant in ("nchw", "nchw+bf16", "channels_last", "channels_last+bf16")]
@@ -167,7 +163,7 @@ def test_feature_sizes_by_name_or_hxw():
 
 def test_block_benchmark_in_bfloat16():
     rows = attention.block_benchmark(size=(6, 7), channels=16, reduction=4, layouts=["channels_last"], repeats=1,
-                                     dtype=torch.bfloat16, log=lambda _: None)
+                                     dtype=torch.bfloat16)
     assert {r["dtype"] for r in rows} == {"bfloat16"} and all(r["forward_backward_peak_mb"] > 0 for r in rows)
 
 
@@ -221,7 +217,7 @@ def test_cli_bench_on_a_machine_without_cuda(capsys, monkeypatch):
 def test_clip_benchmark_3d_against_2d_block_flops_match_the_formula():
     frames, h, w, c, cq = 3, 6, 7, 16, 4
     rows = attention.clip_benchmark((frames, h, w), channels=c, reduction=4, recurrences=(2,), layouts=["nchw"],
-                                    repeats=1, log=lambda _: None)
+                                    repeats=1)
     by_key = {(r["attention"], r["recurrence"]): r for r in rows}
     n = frames * h * w
     convs = 2 * n * c * (2 * cq + c)

@@ -53,7 +53,7 @@ def test_op_benchmark_on_cuda(monkeypatch):
     monkeypatch.setitem(attention.FEATURE_SIZES, "tiny", (9, 7))
     for dtype, limit in ((torch.float32, 1e-5), (torch.bfloat16, 3e-2)):
         rows = attention.op_benchmark(["tiny"], batches=[1, 2], channels=[8], qk_channels=4, dtype=dtype,
-                                      device="cuda", repeats=2, log=lambda _: None)
+                                      device="cuda", repeats=2)
         for row in rows:
             for entry in row["ops"].values():
                 assert entry["forward_ms"] > 0 and entry["forward_backward_ms"] > 0
@@ -63,11 +63,11 @@ def test_op_benchmark_on_cuda(monkeypatch):
 
 def test_block_and_model_benchmarks_on_cuda():
     rows = attention.block_benchmark(size=(9, 7), channels=16, reduction=4, layouts=["channels_last"],
-                                     device="cuda", repeats=1, dtype=torch.bfloat16, log=lambda _: None)
+                                     device="cuda", repeats=1, dtype=torch.bfloat16)
     assert {r["dtype"] for r in rows} == {"bfloat16"}
     assert all(r["forward_backward_peak_mb"] > 0 and r["forward_ms"] > 0 for r in rows)
     rows = model_benchmark(backbone="resnet18", inference_size=(33, 33), train_size=(32, 32), batch=2,
-                           amp=["off", "fp16"], device="cuda", repeats=1, log=lambda _: None)
+                           amp=["off", "fp16"], device="cuda", repeats=1)
     assert [(r["task"], r["variant"]) for r in rows] == [
         (task, variant) for task in ("inference", "train_step")
         for variant in ("nchw", "nchw+fp16", "channels_last", "channels_last+fp16")]

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import gpu_check
+import gpu_check_report
 import pytest
 
 PARTS = ["setup", "environment", "compile-check", "triton-tests", "cuda-tests", "bench-float32", "bench-bfloat16",
@@ -196,5 +197,5 @@ def test_op_goals_put_the_triton_roofline_next_to_the_measured_time():
     assert "roofline_fraction" not in gpu_check.op_goals({**row, "dtype": "float64"})
     part = {"name": "bench-bfloat16", "status": "pass", "details": {
         "matmul_gflops": 1.0, "markdown": "", "claims": [], "op": [{**row, "layout": "nchw", "goals": goals}]}}
-    text = "\n".join(gpu_check._part_markdown(part))
+    text = "\n".join(gpu_check_report.part_markdown(part))
     assert f"measured 4.000 ms against a roofline of {expected:.3f} ms on the H200" in text

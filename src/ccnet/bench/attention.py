@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -21,6 +22,8 @@ from ccnet.bench.measure import compare_times, count_flops, matmul_rate, median,
 from ccnet.nn import CrissCrossAttention, NonLocal2d
 from ccnet.ops import criss_cross_attention, criss_cross_attention_reference
 from ccnet.ops.criss_cross_triton import triton_available
+
+logger = logging.getLogger(__name__)
 
 # Feature sizes at output stride 8: Cityscapes 769x769 crops, 512x1024 crops, ADE20K 512x512.
 FEATURE_SIZES: dict[str, tuple[int, int]] = {"cityscapes-769": (97, 97), "cityscapes-512x1024": (64, 128),
@@ -53,7 +56,7 @@ def feature_size(name: str) -> tuple[int, int]:
 
 
 def attention_flops(batch: int, channels: int, qk_channels: int, height: int, width: int) -> int:
-    """FLOPs of one criss-cross attention forward as the issue defines them: every position
+    """FLOPs of one criss-cross attention forward as docs/goals.md counts them: every position
     multiplies-and-adds over its H + W - 1 path positions, for the energies (Cq) and the
     aggregation (C)."""
     return 2 * batch * height * width * (height + width - 1) * (qk_channels + channels)
@@ -125,7 +128,6 @@ def op_benchmark(
     repeats: int = 5,
     memory: bool = True,
     check: bool = True,
-    log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Forward and forward+backward time, GFLOP/s and peak memory of every op of
     :func:`candidate_ops`, per feature size, batch, channel count and input layout (all ops get
@@ -167,7 +169,7 @@ def op_benchmark(
             row["relative_error"] = relative_error(criss_cross_attention, inputs)
             if "triton" in ops:
                 row["triton_relative_error"] = relative_error(ops["triton"], inputs)
-        log(_op_line(row))
+        logger.info(_op_line(row))
         rows.append(row)
     return rows
 
@@ -209,7 +211,6 @@ def block_benchmark(
     device: torch.device | str = "cpu",
     repeats: int = 3,
     dtype: torch.dtype = torch.float32,
-    log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """The paper's cost table: one and two non-local blocks against RCCA (R=1, 2) on a
     ``(1, channels, *size)`` feature map: FLOPs counted by FlopCounterMode, peak memory of the
@@ -250,7 +251,7 @@ def block_benchmark(
                                                               device) / 2**20,
                 "forward_ms": median(times[name]),
             }
-            log(f"{name} ({layout}): {row['gflops']:.1f} GFLOPs, forward peak {row['forward_peak_mb']:.0f} MB, "
+            logger.info(f"{name} ({layout}): {row['gflops']:.1f} GFLOPs, forward peak {row['forward_peak_mb']:.0f} MB, "
                 f"fwd+bwd peak {row['forward_backward_peak_mb']:.0f} MB, forward {row['forward_ms']:.0f} ms")
             rows.append(row)
     return rows
@@ -287,7 +288,6 @@ def block_comparison(
     device: torch.device | str = "cpu",
     repeats: int = 3,
     memory: bool = True,
-    log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """The RCCA block (``recurrence`` loops, shared weights) in a model of the given layout: our
     :class:`CrissCrossAttention` against the same weights composed with our op, the official and
@@ -353,7 +353,7 @@ def block_comparison(
             for name in others:
                 row[f"forward_memory_ratio_vs_{name}"] = (row["blocks"]["ccnet"]["forward_peak_mb"]
                                                           / row["blocks"][name]["forward_peak_mb"])
-        log(_timing_line(f"RCCA R={recurrence} B={batch} {layout}", row["blocks"], 0))
+        logger.info(_timing_line(f"RCCA R={recurrence} B={batch} {layout}", row["blocks"], 0))
         rows.append(row)
     return rows
 
@@ -371,7 +371,6 @@ def clip_benchmark(
     layouts: Iterable[str] = ("nchw", "channels_last"),
     device: torch.device | str = "cpu",
     repeats: int = 3,
-    log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """The 3D criss-cross block (attention across a clip, as in CCNet3D) against the 2D block
     (within each frame) on the same clip: ``shape`` = (T, h, w) features of ``channels``
@@ -414,7 +413,7 @@ def clip_benchmark(
                 "forward_backward_peak_mb": peak_memory_bytes(forward_backward_runner(fn, (x_grad,), grad),
                                                               device) / 2**20,
             }
-            log(f"{kind} R={loops} ({layout}): {row['gflops']:.2f} GFLOPs, forward {row['forward_ms']:.1f} ms, "
+            logger.info(f"{kind} R={loops} ({layout}): {row['gflops']:.2f} GFLOPs, forward {row['forward_ms']:.1f} ms, "
                 f"fwd+bwd {row['forward_backward_ms']:.1f} ms, peak {row['forward_peak_mb']:.0f} / "
                 f"{row['forward_backward_peak_mb']:.0f} MB")
             rows.append(row)

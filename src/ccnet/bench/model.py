@@ -4,6 +4,7 @@ and mixed precision (off, float16, bfloat16), all variants timed round-robin in 
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -12,6 +13,8 @@ import torch
 from ccnet.bench.measure import compare_times, median, peak_memory_bytes
 from ccnet.losses import SegmentationCriterion
 from ccnet.models import create_model
+
+logger = logging.getLogger(__name__)
 
 MEMORY_FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 AMP_DTYPES: dict[str, torch.dtype | None] = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -32,7 +35,6 @@ def model_benchmark(
     device: torch.device | str = "cpu",
     repeats: int = 3,
     memory: bool | None = None,
-    log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Median time of an inference forward and of an SGD training step (forward, main + aux loss,
     backward, step; float16 with a GradScaler) for every memory format x AMP variant, measured
@@ -109,6 +111,6 @@ def model_benchmark(
                 row["peak_mb"] = peak_memory_bytes(runners[name], device) / 2**20
             rows.append(row)
             peak = "" if row["peak_mb"] is None else f", peak {row['peak_mb']:.0f} MB"
-            log(f"{task} {size[0]}x{size[1]} batch {batch} {name}: {row['ms']:.1f} ms "
+            logger.info(f"{task} {size[0]}x{size[1]} batch {batch} {name}: {row['ms']:.1f} ms "
                 f"({row['speedup']:.2f}x {next(iter(runners))}){peak}")
     return rows

@@ -27,6 +27,7 @@ from ccnet.cli import (
     visualize_attention,
 )
 from ccnet.cli.common import one_line
+from ccnet.cli.logs import configure_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +83,7 @@ def _one_line_warnings(command: str, default: Callable[..., None]) -> Callable[.
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    configure_logging()
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
         try:

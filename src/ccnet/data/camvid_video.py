@@ -111,7 +111,8 @@ def _raw_clip(raw: list[tuple[int, Path]], sequence: str, number: int, annotated
     if position == len(numbers) or numbers[position] != number:
         raise DatasetError(f"{annotated.image}: annotated frame {number} is not among the video frames in {folder}")
     start = min(max(position - (clip_length - 1) // 2, 0), max(len(raw) - clip_length, 0))
-    frames, scored = [], []
+    frames: list[Sample] = []
+    scored: list[bool] = []
     for index in (min(start + i, len(raw) - 1) for i in range(clip_length)):
         mine = index == position and not any(scored)
         frames.append(annotated if mine else Sample(raw[index][1], None, f"{sequence}_{raw[index][0]}"))

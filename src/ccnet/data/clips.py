@@ -109,7 +109,7 @@ def normalize_clip(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of a uint8 (H, W, 3) image to ``size`` (H, W)."""
-    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR))
 
 
 class ClipDataset(Dataset):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from tqdm import tqdm
 
 from ccnet.data.io import DatasetError
 from ccnet.engine.evaluate import ShardSampler
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["IOU_TYPES", "STAT_NAMES", "coco_evaluate", "evaluate_model", "format_metrics", "load_results",
            "per_category_ap", "to_coco_results"]
@@ -102,12 +105,13 @@ def per_category_ap(evaluator: COCOeval) -> dict[str, float]:
 
 
 def coco_evaluate(coco_gt: COCO, results: Iterable[dict[str, Any]], *, iou_types: Sequence[str] = IOU_TYPES,
-                  image_ids: Iterable[int] | None = None, print_summary: bool = False,
+                  image_ids: Iterable[int] | None = None,
                   per_category: bool = False) -> dict[str, dict[str, float]]:
     """``COCOeval`` of ``results`` against ``coco_gt``: ``{"bbox": {"AP": ..., "AP50": ..., ...},
     "segm": {...}}`` with COCOeval's own numbers (fractions; -1 where a range has no object).
     ``image_ids`` restricts the evaluation to those images (default: every image of ``coco_gt``).
-    ``per_category`` adds ``"bbox_per_category"`` / ``"segm_per_category"``: AP by category name."""
+    ``per_category`` adds ``"bbox_per_category"`` / ``"segm_per_category"``: AP by category name.
+    COCOeval's printed summary goes to this module's logger at DEBUG level."""
     results = list(results)
     known = set(coco_gt.getImgIds())
     unknown = {r["image_id"] for r in results} - known
@@ -129,8 +133,7 @@ def coco_evaluate(coco_gt: COCO, results: Iterable[dict[str, Any]], *, iou_types
             evaluator.evaluate()
             evaluator.accumulate()
             evaluator.summarize()
-        if print_summary:
-            print(f"{iou_type}:\n{output.getvalue()}", end="")
+        logger.debug(f"{iou_type}:\n{output.getvalue().rstrip()}")
         metrics[iou_type] = {name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats[:6], strict=True)}
         if per_category:
             metrics[f"{iou_type}_per_category"] = per_category_ap(evaluator)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -114,7 +115,8 @@ def write_synthetic_coco(root: str | Path, splits: dict[str, int], *, size: tupl
         scenes = scenes_of[split]
         image_dir = root / split
         image_dir.mkdir(parents=True, exist_ok=True)
-        images, annotations = [], []
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
         for index in range(num_images):
             image, label = scenes.render(index)
             name = f"{scenes.samples[index]}.png"

@@ -11,6 +11,7 @@ save), JSON-lines and TensorBoard logs. This subclass supplies the COCO datasets
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from tqdm import tqdm
 
 from ccnet.config import Config, ConfigError, config_from_dict
 from ccnet.detection.data import CocoInstances, collate, train_transform
@@ -28,6 +28,8 @@ from ccnet.detection.visualize import draw_instances
 from ccnet.engine.trainer import Trainer
 from ccnet.files import atomic_write_text
 from ccnet.nn import convert_sync_batchnorm
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["MODEL_KEYS", "DetectionTrainer", "check_detection_compatible", "detection_datasets"]
 
@@ -130,7 +132,7 @@ class DetectionTrainer(Trainer):
             summary.update({f"{iou_type}_{name}": metrics[iou_type][name] for name in STAT_NAMES})
         self._log(summary)
         if self.ctx.is_main:
-            tqdm.write(format_metrics(metrics))
+            logger.info(format_metrics(metrics))
             if final:
                 result = {"iteration": iteration, **metrics, "class_names": list(self.info.class_names)}
                 atomic_write_text(self.output_dir / "metrics.json", json.dumps(result, indent=2))

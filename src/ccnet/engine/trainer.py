@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -36,6 +37,8 @@ from ccnet.engine.metrics import SegmentationMetrics
 from ccnet.engine.sampling import SeededDataset, TrainSampler
 from ccnet.files import atomic_save, atomic_write_text
 from ccnet.nn import convert_sync_batchnorm
+
+logger = logging.getLogger(__name__)
 
 
 def lr_factor(iteration: int, config: Config) -> float:
@@ -275,7 +278,7 @@ class Trainer:
                     continue
                 removed.append(name)
             if removed:
-                tqdm.write(f"--overwrite: deleted the previous run's {', '.join(removed)} in {self.output_dir}")
+                logger.info(f"--overwrite: deleted the previous run's {', '.join(removed)} in {self.output_dir}")
         barrier()
 
     def _amp_dtype(self) -> torch.dtype | None:
@@ -525,7 +528,7 @@ class Trainer:
         end = config.optim.iterations if self.stop_after is None else min(self.stop_after, config.optim.iterations)
         if ctx.is_main:
             params = sum(p.numel() for p in self.model.parameters()) / 1e6
-            tqdm.write(
+            logger.info(
                 f"training {config.run_name()}: {self._describe()}, "
                 f"{params:.1f}M params, on {self.info.name} ({self.info.num_classes} classes), "
                 f"{config.optim.iterations} iterations, "
@@ -533,7 +536,7 @@ class Trainer:
                 f"{f' ({ctx.backend})' if ctx.backend else ''} -> {self.output_dir}"
             )
             if self._resume_note:
-                tqdm.write(self._resume_note)
+                logger.info(self._resume_note)
         bar = tqdm(total=config.optim.iterations, initial=self.start_iter, disable=not self.progress,
                    desc="train", dynamic_ncols=True, unit="it")
         self.ddp.train()
@@ -617,7 +620,7 @@ class Trainer:
                    "iou": metrics.to_dict()["iou"]}  # per class (learning curves of ccnet reproduce)
         self._log(summary)
         if self.ctx.is_main:
-            tqdm.write(metrics.format_table(self.info.class_names))
+            logger.info(metrics.format_table(self.info.class_names))
             if final:
                 result = {"iteration": iteration, **metrics.to_dict(), "class_names": list(self.info.class_names)}
                 atomic_write_text(self.output_dir / "metrics.json", json.dumps(result, indent=2))

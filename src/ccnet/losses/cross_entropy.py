@@ -25,7 +25,7 @@ def cross_entropy(
         zero gradient, so a batch of unlabelled crops does not poison training.
     """
     check_segmentation_inputs(logits, target)
-    logits = resize_logits(logits, tuple(target.shape[-2:]), align_corners)
+    logits = resize_logits(logits, (target.shape[-2], target.shape[-1]), align_corners)
     target = target.long()
     # sum / count instead of reduction="mean", which gives 0/0 = NaN when nothing is labelled.
     loss_sum = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")

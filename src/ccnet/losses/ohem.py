@@ -56,7 +56,7 @@ def ohem_cross_entropy(
     mining happens at label resolution, like the official code. 0 when no pixel is labelled.
     """
     check_segmentation_inputs(logits, target)
-    logits = resize_logits(logits, tuple(target.shape[-2:]), align_corners)
+    logits = resize_logits(logits, (target.shape[-2], target.shape[-1]), align_corners)
     keep = ohem_keep_mask(logits, target, thresh, min_kept, ignore_index)
     return cross_entropy(logits, target.long().masked_fill(~keep, ignore_index), ignore_index)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from ccnet.files import atomic_write_text
@@ -35,14 +34,14 @@ def reproduce(
     only: list[str] | None = None,
     command: str = "ccnet reproduce",
     quick: bool = False,
-    log: Callable[[str], None] = print,
     seeds_given: bool = False,
 ) -> dict[tuple[str, int], str]:
     """Measure the variants' cost (once), train every run not finished yet, write the report.
     Returns the status of each run of this invocation (``done``, ``diverged``, ``failed``).
     ``quick``: a pipeline check; the cost is timed once and peak memory is not profiled.
     ``seeds_given``: ``settings.seeds`` came from ``--seeds`` and replace every experiment's own
-    seeds (pilots); otherwise the plan's experiments train on their own seeds."""
+    seeds (pilots); otherwise the plan's experiments train on their own seeds. Progress goes to the
+    ``ccnet.study`` loggers (INFO)."""
     from ccnet.study.cost import measure_costs
     from ccnet.study.report import write_report
 
@@ -58,10 +57,10 @@ def reproduce(
     measured = [name for name, variant in VARIANTS.items() if variant.cost_as is None]
     if set(measured) - set(costs):  # all of them in one round-robin measurement
         configs = {name: run_config(name, 0, settings) for name in measured}
-        costs = measure_costs(configs, repeats=1 if quick else 5, memory=not quick, log=log)
+        costs = measure_costs(configs, repeats=1 if quick else 5, memory=not quick)
         atomic_write_text(cost_path, json.dumps(costs, indent=2))
-    statuses = run_study(output, variants, settings, log=log, runs=runs)
-    write_report(output, log=log)
+    statuses = run_study(output, variants, settings, runs=runs)
+    write_report(output)
     return statuses
 
 

@@ -9,6 +9,7 @@ measurement are meant to be compared.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,8 @@ from torch import Tensor
 from ccnet.bench.measure import compare_times, count_flops, median, peak_memory_bytes
 from ccnet.config import Config
 from ccnet.models import CCNet
+
+logger = logging.getLogger(__name__)
 
 # The paper's setting for its FLOPs and memory figures: ResNet-101 at output stride 8 on 769x769
 # Cityscapes crops (97x97 features of 2048 channels), head 512 channels, 19 classes.
@@ -56,8 +59,7 @@ def _train_step(model: CCNet, criterion: Callable, images: Tensor, labels: Tenso
     return step
 
 
-def measure_costs(configs: dict[str, Config], repeats: int = 5, memory: bool = True,
-                  log: Callable[[str], None] = print) -> dict[str, dict[str, Any]]:
+def measure_costs(configs: dict[str, Config], repeats: int = 5, memory: bool = True) -> dict[str, dict[str, Any]]:
     """Per variant name: ``step_ms`` (median of ``repeats`` round-robin training steps of the
     study's batch), ``step_ms_samples``, ``peak_mb`` (largest amount of tensor memory alive during
     one training step, parameters and inputs excluded), ``head_gflops`` (forward of the head on
@@ -67,7 +69,7 @@ def measure_costs(configs: dict[str, Config], repeats: int = 5, memory: bool = T
     from ccnet.engine.build import build_criterion
 
     first = next(iter(configs.values()))
-    data = SyntheticContextDataset("train", size=tuple(first.data.synthetic_size), seed=0)
+    data = SyntheticContextDataset("train", size=(first.data.synthetic_size[0], first.data.synthetic_size[1]), seed=0)
     samples = [data[i] for i in range(first.data.batch_size)]
     images = torch.stack([s["image"] for s in samples])
     labels = torch.stack([s["label"] for s in samples])
@@ -76,7 +78,7 @@ def measure_costs(configs: dict[str, Config], repeats: int = 5, memory: bool = T
         torch.manual_seed(0)
         models[name] = _model(config, data.info.num_classes)
         steps[name] = _train_step(models[name], build_criterion(config, data.info.ignore_index), images, labels)
-    log(f"cost: timing {len(steps)} training steps round-robin (batch {len(images)}, "
+    logger.info(f"cost: timing {len(steps)} training steps round-robin (batch {len(images)}, "
         f"{images.shape[-2]}x{images.shape[-1]}), {repeats} rounds")
     times = compare_times(steps, warmup=1, repeats=repeats)
     costs: dict[str, dict[str, Any]] = {}
@@ -95,6 +97,6 @@ def measure_costs(configs: dict[str, Config], repeats: int = 5, memory: bool = T
             "head_params_m": sum(p.numel() for p in model.head.parameters()) / 1e6,
         }
         peak = f"{costs[name]['peak_mb']:.0f} MB" if memory else "not measured"
-        log(f"cost: {name}: step {costs[name]['step_ms']:.0f} ms, peak {peak}, head "
+        logger.info(f"cost: {name}: step {costs[name]['step_ms']:.0f} ms, peak {peak}, head "
             f"{costs[name]['head_gflops']:.3f} GFLOPs ({costs[name]['head_gflops_paper']:.1f} at the paper's scale)")
     return costs

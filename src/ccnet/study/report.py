@@ -1,552 +1,273 @@
-"""The study's report: ``report.md`` and PNG plots, generated from the runs' own files.
+"""The study's report, generated from a study folder's own files: ``report.md``, ``verdicts.md``
+and the figures next to them.
 
-For each claim of the paper: what the paper reports, what was measured here, and whether it
-holds here. A difference counts only when it exceeds the spread (the two standard deviations
-over seeds added; see :class:`ccnet.study.results.Comparison`). Where a claim is not shown, the
-report checks from the same data whether the task could separate the variants at all (are both
-at the ceiling? did they differ earlier in training?).
+A pre-registered study (with ``plan.json``): the comparisons, primary ones, margins and seeds come
+from the plan written before the first run, the verdicts from :mod:`ccnet.study.claims`, the
+paper's numbers from :mod:`ccnet.study.paper`, the figures from :mod:`ccnet.study.plots`; settings
+quoted in prose from the plan and :class:`ccnet.config.Config`, distances from the scene generator.
+A folder without a plan is the first study: :mod:`ccnet.study.first_report`.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ccnet.files import atomic_write_text
-from ccnet.study.plan import ABLATIONS, VARIANTS, StudySettings
-from ccnet.study.results import (
-    CLASS_SOLVED_IOU,
-    CONTEXT_LEARNED_IOU,
-    Comparison,
-    RunResult,
-    Summary,
-    load_run,
-    summarize,
-)
+from ccnet.study.claims import CEILING_IOU, NOT_TESTED, Decision, decide, ratio_verdict
+from ccnet.study.describe import commands_text, key_distances, setting_text, study_config
+from ccnet.study.paper import PAPER, planned
+from ccnet.study.plan import PLAN_NAME, PlannedComparison
+from ccnet.study.plots import plot_context_curves, plot_forest
+from ccnet.study.results import RunResult, load_run, read_log, summarize
 from ccnet.study.runner import read_json, run_dir
 
-PLOTS = ("miou.png", "cost.png", "curves.png")
+logger = logging.getLogger(__name__)
+
+BLOCK_BENCH = "block_bench.json"  # a copy of ``ccnet bench block``'s bench.json (docs/benchmarks/block)
+FIGURES = ("forest.png", "context_curves.png")
+VERDICTS_NAME = "verdicts.md"
+
+OUT_OF_REACH = (
+    "**Out of reach on synthetic data**, whatever the verdicts: the absolute numbers (the paper's are "
+    "Cityscapes val mIoU with ResNet-101; these scenes and this small model are another task), and margins "
+    "smaller than the authors' own run-to-run spread, such as R=3 over R=2 ({r3}) and RCCA over one non-local "
+    "block ({nl}): a synthetic proxy cannot confirm or refute a gap the original runs do not resolve either.")
+
+COLUMNS_FAVOURS = (
+    "**The columns task favours the criss-cross geometry.** Each grey object lies within the columns of the "
+    "key that decides its class, so one criss-cross hop along the column reaches it, and every scene holds all "
+    "three key colours, so an image-wide summary (PPM's or ASPP's pooling) is the same for every arrangement. "
+    "It tests the paper's argument, that attention gives each pixel context pooling cannot, not its Cityscapes "
+    "margins; RCCA winning here says nothing about how large its edge is on real scenes.")
 
 
-@dataclass(frozen=True)
-class Claim:
-    """The paper says variant ``better`` scores higher than ``baseline``."""
-
-    text: str
-    paper: str
-    baseline: str
-    better: str
-
-
-# On the designed two-key task (not the paper's numbers: its claims, asked of a task that can test them).
-DESIGNED_CLAIMS: tuple[Claim, ...] = (
-    Claim("The two-key task needs a context module: pyramid pooling beats none", "-", "two_keys_none",
-          "two_keys_ppm"),
-    Claim("RCCA (R=2) beats pyramid pooling (PPM) on the two-key task", "RCCA ahead of PPM", "two_keys_ppm",
-          "two_keys_rcca_r2"),
-    Claim("RCCA (R=2) beats ASPP on the two-key task", "RCCA ahead of ASPP", "two_keys_aspp", "two_keys_rcca_r2"),
-    Claim("RCCA (R=2) beats one non-local block on the two-key task", "79.8 vs 79.1", "two_keys_nonlocal",
-          "two_keys_rcca_r2"),
-)
-
-CLAIMS: tuple[Claim, ...] = (
-    Claim("One loop of criss-cross attention beats no attention", "78.0 vs 75.1 (+2.9)", "none", "rcca_r1"),
-    Claim("Two loops beat one", "79.8 vs 78.0 (+1.8)", "rcca_r1", "rcca_r2"),
-    Claim("Three loops beat two, slightly", "80.2 vs 79.8 (+0.4)", "rcca_r2", "rcca_r3"),
-    Claim("RCCA (R=2) beats one non-local block", "79.8 vs 79.1 (+0.7)", "nonlocal", "rcca_r2"),
-    Claim("RCCA (R=2) beats pyramid pooling (PSPNet's PPM)", "RCCA 79.8 ahead of PPM", "ppm", "rcca_r2"),
-    Claim("RCCA (R=2) beats ASPP (DeepLabv3)", "RCCA 79.8 ahead of ASPP", "aspp", "rcca_r2"),
-    Claim("The category consistent loss (piece-wise) adds accuracy", "80.5 vs 79.8 (+0.7)", "rcca_r2",
-          "ccl_piecewise"),
-    Claim("The piece-wise form beats the quadratic one", "piece-wise slightly better", "ccl_quadratic",
-          "ccl_piecewise"),
-)
-
-TWO_KEYS_TEXT = (
-    "The one-key task gives every grey object of a scene the same answer. In the two-key task "
-    "(`data.synthetic_task=two_keys`, `ccnet.data.synthetic_two_keys`) a scene has two keys of two colours at the "
-    "corners of one edge, one framed neutral white and one framed sand, and grey objects of two tints, neutral and "
-    "sand: each object takes the colour of the key whose frame matches its tint. Objects of one scene belong to "
-    "different classes decided by different distant keys, so the image-wide average (both key colours) does not "
-    "say which belongs to which; attention that matches an object's tint with a key's frame reads the right one. "
-    "Same model, training and evaluation settings as the paper's ablations.")
-
-VERDICTS = {
-    "higher": "yes",
-    "no clear difference": "not shown: no clear difference",
-    "lower": "no: reversed",
-    "undetermined": "undetermined: fewer than 2 finished runs",
-}
+# -- loading -------------------------------------------------------------------------------------
+def load_study(output: Path) -> tuple[dict[str, Any], dict[str, list[RunResult]], list[Decision]]:
+    """The plan, every planned run (one per variant and planned seed) and the decided comparisons."""
+    plan = read_json(output / PLAN_NAME)
+    if plan is None:
+        raise ValueError(f"{output / PLAN_NAME}: no plan; run ccnet reproduce --output {output} first")
+    runs: dict[str, list[RunResult]] = {}
+    comparisons: list[PlannedComparison] = []
+    for experiment in plan["experiments"]:
+        for row in experiment["rows"]:
+            runs.setdefault(row["variant"], [load_run(output, row["variant"], s) for s in experiment["seeds"]])
+        comparisons += [PlannedComparison(**c) for c in experiment["comparisons"]]
+    return plan, runs, decide(comparisons, runs, alpha=plan["alpha"])
 
 
-def _pct(value: float, digits: int = 1) -> str:
-    return "-" if value is None or math.isnan(value) else f"{100 * value:.{digits}f}"
+# -- rendering -------------------------------------------------------------------------------------
+def _pct(value: float, digits: int = 1, sign: bool = False) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{100 * value:+.{digits}f}" if sign else f"{100 * value:.{digits}f}"
 
 
-def _num(value: float | None, fmt: str) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
+def _p(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:.2g}" if value >= 1e-3 else f"{value:.1e}"
 
 
-class Study:
-    """Every run of a study folder, loaded once, with the cost measurements."""
-
-    def __init__(self, output: Path) -> None:
-        self.output = Path(output)
-        record = read_json(self.output / "study.json")
-        if record is None:
-            raise ValueError(f"{self.output}: no study.json; run ccnet reproduce --output {self.output} first")
-        self.record = record
-        self.settings = StudySettings(**{**record["settings"], "size": tuple(record["settings"]["size"]),
-                                         "seeds": tuple(record["seeds"])})
-        self.seeds: list[int] = list(record["seeds"])
-        # The paper's ablations always; a designed extra one once any of its runs was started.
-        self.ablations = {name: a for name, a in ABLATIONS.items() if not a.extra or any(
-            run_dir(self.output, variant, seed).is_dir() for _, variant in a.rows for seed in self.seeds)}
-        variants = {variant for a in self.ablations.values() for _, variant in a.rows}
-        self.runs: dict[str, list[RunResult]] = {
-            variant: [load_run(self.output, variant, seed) for seed in self.seeds]
-            for variant in VARIANTS if variant in variants
-        }
-        self.costs: dict[str, dict[str, Any]] = read_json(self.output / "cost.json") or {}
-
-    def summary(self, variant: str, metric: str = "miou") -> Summary:
-        return summarize(self.runs[variant], metric)
-
-    def compare(self, baseline: str, better: str, metric: str = "miou") -> Comparison:
-        return Comparison(self.summary(baseline, metric), self.summary(better, metric))
-
-    def problems(self, variant: str) -> dict[str, int]:
-        runs = self.runs[variant]
-        return {
-            "done": sum(r.done for r in runs),
-            "diverged": sum(r.status == "diverged" for r in runs),
-            "failed": sum(r.status == "failed" for r in runs),
-            "missing": sum(r.status in ("new", "partial") for r in runs),
-            "context not learned": sum(r.done and not r.context_learned for r in runs),
-        }
-
-    def cost(self, variant: str, key: str) -> float:
-        measured = VARIANTS[variant].cost_as or variant
-        value = self.costs.get(measured, {}).get(key, math.nan)
-        return math.nan if value is None else value
+def _verdict(d: Decision) -> str:
+    return f"**{d.verdict}**" + (f" ({d.reason})" if d.reason else "")
 
 
-# -- claims --------------------------------------------------------------------------------------
-def claim_row(study: Study, claim: Claim) -> tuple[str, str, str]:
-    """(measured, holds here, plain words) for an accuracy claim."""
-    label_a, label_b = VARIANTS[claim.baseline].label, VARIANTS[claim.better].label
-    comparison = study.compare(claim.baseline, claim.better)
-    if not comparison.a.n or not comparison.b.n:
-        return "-", "not measured", f"{label_b if not comparison.b.n else label_a} has no finished run."
-    measured = f"{comparison.b.text()} vs {comparison.a.text()}: {100 * comparison.diff:+.1f}"
-    verdict = VERDICTS[comparison.verdict]
-    words = {
-        "higher": f"{label_b} scores higher than {label_a} by more than the seeds' spread "
-                  f"({100 * comparison.diff:+.1f} against {100 * comparison.spread:.1f}).",
-        "no clear difference": f"{label_b} and {label_a} differ by {100 * comparison.diff:+.1f}, within the seeds' "
-                               f"spread ({100 * comparison.spread:.1f}): no difference can be claimed here.",
-        "lower": f"{label_b} scores lower than {label_a}, by more than the spread "
-                 f"({100 * comparison.diff:+.1f} against {100 * comparison.spread:.1f}).",
-        "undetermined": "Too few finished runs to compare.",
-    }[comparison.verdict]
-    return measured, verdict, words
+def mean_interval(d: Decision) -> str:
+    """``+9.1 [-26.9, +45.0]`` (points), or the divergence counts of a failures comparison."""
+    if d.failures is not None:
+        f = d.failures
+        return f"diverged {f.failures_b} of {f.runs_b} vs {f.failures_a} of {f.runs_a}"
+    diff = d.difference
+    assert diff is not None
+    low, high = diff.interval
+    return f"{_pct(diff.mean, sign=True)} [{_pct(low, sign=True)}, {_pct(high, sign=True)}]"
 
 
-def stability_row(study: Study) -> tuple[str, str, str]:
-    """The paper: the piece-wise form trains more stably than the quadratic one."""
-    quad, piece = study.problems("ccl_quadratic"), study.problems("ccl_piecewise")
-
-    def bad(p: dict[str, int]) -> int:
-        return p["diverged"] + p["failed"] + p["context not learned"]
-
-    def text(p: dict[str, int]) -> str:
-        return (f"{p['diverged']} diverged, {p['failed']} failed, {p['context not learned']} did not learn the "
-                f"context, of {ended(p)}")
-
-    def ended(p: dict[str, int]) -> int:
-        return p["done"] + p["diverged"] + p["failed"]
-
-    if not ended(quad) or not ended(piece):
-        return "-", "not measured", "One of the two forms has no finished run."
-    sd_q, sd_p = study.summary("ccl_quadratic").sd, study.summary("ccl_piecewise").sd
-    measured = f"piece-wise: {text(piece)} (sd {_pct(sd_p)}); quadratic: {text(quad)} (sd {_pct(sd_q)})"
-    if bad(piece) < bad(quad):
-        return measured, "yes", "Fewer piece-wise runs went wrong than quadratic ones."
-    if bad(piece) > bad(quad):
-        return measured, "no: reversed", "More piece-wise runs went wrong than quadratic ones."
-    return measured, "not shown: no difference in failures", (
-        f"Both forms had {bad(piece)} run(s) go wrong; the seed spread is {_pct(sd_p)} (piece-wise) against "
-        f"{_pct(sd_q)} (quadratic), which with this few seeds says little about stability.")
+def decision_row(d: Decision) -> str:
+    """One claim: per-seed differences, mean and 95% interval, test, p, Holm-adjusted p, verdict."""
+    c = d.comparison
+    if d.failures is not None:
+        measured = mean_interval(d)
+        test = "Fisher's exact, one-sided"
+    else:
+        diff = d.difference
+        assert diff is not None
+        seeds = ", ".join(f"s{s}: {_pct(v, sign=True)}" for s, v in zip(diff.seeds, diff.differences, strict=True))
+        measured = f"{seeds or '-'}; mean {mean_interval(d)}"
+        test = "paired t, one-sided" if c.kind == "superiority" else f"TOST, margin ±{_pct(c.margin or 0.0)}"
+    return (f"| {c.claim} | {planned(c.name)} | {c.better} vs {c.baseline} | {measured} | {test} | {_p(d.p)} | "
+            f"{_p(d.p_holm) if c.primary else 'secondary'} | {_verdict(d)} |")
 
 
-def flops_row(study: Study) -> tuple[str, str, str]:
-    """The paper: RCCA needs about 85% fewer FLOPs than a non-local block (the module alone)."""
-    base, rcca, nl = (study.cost(v, "head_gflops_paper") for v in ("none", "rcca_r2", "nonlocal"))
-    if any(math.isnan(v) for v in (base, rcca, nl)):
-        return "-", "not measured", "No cost measurements."
-    fewer = 1 - (rcca - base) / (nl - base)
-    measured = (f"module alone: {rcca - base:.1f} vs {nl - base:.1f} GFLOPs, {fewer:.1%} fewer "
-                f"(whole head {rcca:.0f} vs {nl:.0f})")
-    holds = "yes" if fewer >= 0.80 else "no"
-    return measured, holds, (f"At the paper's scale (ResNet-101 features of 97x97, 512 head channels) two loops of "
-                             f"criss-cross attention cost {fewer:.1%} fewer FLOPs than one non-local block "
-                             "(FlopCounterMode; the paper rounds the same ratio to 85%).")
+def _bench_rows(path: Path) -> tuple[dict | None, dict[str, tuple[dict, dict]]]:
+    bench = read_json(path)
+    if bench is None:
+        return None, {}
+    rows = {(r["block"], r["layout"]): r for r in bench.get("block", [])}
+    pairs = {layout: (rows[("rcca_r2", layout)], rows[("non_local_x1", layout)])
+             for _, layout in sorted(rows) if ("rcca_r2", layout) in rows and ("non_local_x1", layout) in rows}
+    return bench, pairs
 
 
-def claims_table(study: Study) -> tuple[str, list[tuple[Claim | None, str]]]:
-    lines = ["| claim | paper (Cityscapes val mIoU) | measured here (mIoU, mean ± sd over seeds) | holds here? |",
-             "|---|---|---|---|"]
-    words: list[tuple[Claim | None, str]] = []
-    for claim in CLAIMS:
-        measured, verdict, text = claim_row(study, claim)
-        lines.append(f"| {claim.text} | {claim.paper} | {measured} | {verdict} |")
-        words.append((claim, text))
-        if claim.better == "ccl_piecewise" and claim.baseline == "ccl_quadratic":
-            measured, verdict, text = stability_row(study)
-            lines.append(f"| The piece-wise form trains more stably | more stable | {measured} | {verdict} |")
-            words.append((None, text))
-    measured, verdict, text = flops_row(study)
-    lines.append(f"| RCCA (R=2) needs ~85% fewer FLOPs than one non-local block | ~85% fewer | {measured} | "
-                 f"{verdict} |")
-    words.append((None, text))
-    return "\n".join(lines), words
-
-
-# -- investigation ---------------------------------------------------------------------------------
-def separation_notes(study: Study) -> list[str]:
-    """For every accuracy claim not shown: could the task separate the two variants?"""
-    notes = []
-    for claim in CLAIMS:
-        comparison = study.compare(claim.baseline, claim.better)
-        if comparison.verdict in ("higher", "undetermined") or not comparison.a.n or not comparison.b.n:
-            continue
-        a, b = claim.baseline, claim.better
-        ctx_a, ctx_b = study.summary(a, "context_miou"), study.summary(b, "context_miou")
-        loc_a, loc_b = study.summary(a, "local_miou"), study.summary(b, "local_miou")
-        parts = [f"**{claim.text}** ({VERDICTS[comparison.verdict]}):"]
-        parts.append(
-            f"context classes {ctx_b.text()} ({VARIANTS[b].label}) vs {ctx_a.text()} ({VARIANTS[a].label}); "
-            f"local classes {loc_b.text()} vs {loc_a.text()}."
-        )
-        solved = {v: [r.context_classes_solved for r in study.runs[v] if r.done] for v in (a, b)}
-        parts.append(
-            f"Context classes solved (IoU >= {_pct(CLASS_SOLVED_IOU, 0)}): {sum(solved[b])} of {3 * len(solved[b])} "
-            f"({VARIANTS[b].label}) vs {sum(solved[a])} of {3 * len(solved[a])}; per run {solved[b]} vs {solved[a]}."
-        )
-        if all(n == 3 for v in (a, b) for n in solved[v]):
-            parts.append("Every run of both solves all three context classes and the locally recognisable classes "
-                         "score the same, so at the end of training the task leaves no room between them.")
-        elif any(0 < n < 3 for v in (a, b) for n in solved[v]):
-            parts.append("A run solves a context class or it does not (IoU near 93 or near 40), and how many of the "
-                         "three a run solves within its iterations varies from seed to seed: that, more than a steady "
-                         "gap between the variants, makes the spread.")
-        if (a, b) == ("rcca_r2", "rcca_r3"):
-            spread = 100 * comparison.spread
-            parts.append("Two loops already give every pixel a path to every other pixel, so on a task that is "
-                         "about reaching the key a third loop reaches nothing new; it can only refine. The paper's "
-                         f"+0.4 is {'smaller' if 0.4 < spread else 'larger'} than the spread of seeds here "
-                         f"({spread:.1f}).")
-        if (a, b) == ("nonlocal", "rcca_r2"):
-            parts.append("A non-local block reaches every pixel in one step, RCCA in two: on a task that is about "
-                         "reaching one distant key both have what it takes; the paper credits RCCA's edge to its "
-                         "second loop building on context the first one gathered, which this task does not need.")
-        if a in ("ppm", "aspp"):
-            parts.append("In this task every grey object of a scene takes the colour of the scene's one key, so the "
-                         "answer is the same for all of them and an image-wide summary (PPM's 1x1 bin, ASPP's image "
-                         "pooling) is enough: it cannot test the paper's argument for attention, that each pixel "
-                         "gathers the context it needs. The two-key task (below) removes that shortcut.")
-        earlier = _curve_difference(study, a, b)
-        if earlier:
-            parts.append(earlier)
-        else:
-            parts.append("Their learning curves do not separate at any evaluation either.")
-        notes.append(" ".join(parts))
-    return notes
-
-
-def _curve_values(runs: list[RunResult], iteration: int, index: int) -> Summary:
-    """Evaluation ``index`` (1: mIoU, 2: context mIoU) at ``iteration`` over the finished runs."""
-    values = []
-    for run in runs:
-        for point in run.curve if run.done else ():
-            if point[0] == iteration and not math.isnan(point[index]):
-                values.append(point[index])
-    return Summary(tuple(values))
-
-
-def _iterations(runs: list[RunResult]) -> list[int]:
-    return sorted({point[0] for run in runs if run.done for point in run.curve})
-
-
-def _curve_difference(study: Study, a: str, b: str) -> str:
-    iterations = [it for it in _iterations(study.runs[a]) if it < study.settings.iterations]
-    found = []
-    for iteration in iterations:
-        comparison = Comparison(_curve_values(study.runs[a], iteration, 1), _curve_values(study.runs[b], iteration, 1))
-        if comparison.verdict in ("higher", "lower"):
-            found.append(f"iteration {iteration}: {100 * comparison.diff:+.1f} (spread {100 * comparison.spread:.1f})")
-    if not found:
-        return ""
-    return (f"Earlier in training they did differ ({VARIANTS[b].label} minus {VARIANTS[a].label}, mIoU): "
-            + "; ".join(found) + ".")
-
-
-# -- tables ----------------------------------------------------------------------------------------
-def ablation_table(study: Study, name: str) -> str:
-    """Accuracy per variant of one ablation (mIoU, classes, where the grey pixels are right, runs)."""
-    ablation = ABLATIONS[name]
-    lines = [
-        "| variant | paper | mIoU | per seed | context classes | context classes solved per seed | local classes | "
-        "grey pixels correct: on the key's lines / off them | runs: done / diverged / failed / missing; context "
-        "not learned |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for label, variant in ablation.rows:
-        problems = study.problems(variant)
-        per_seed = ", ".join(f"{_pct(r.miou)}" if r.done else r.status for r in study.runs[variant]) or "-"
-        solved = ", ".join(f"{r.context_classes_solved}/3" for r in study.runs[variant] if r.done) or "-"
-        lines.append(
-            f"| {label} | {_num(ablation.paper.get(variant), '.1f')} | {study.summary(variant).text()} | {per_seed} | "
-            f"{study.summary(variant, 'context_miou').text()} | {solved} | "
-            f"{study.summary(variant, 'local_miou').text()} | "
-            f"{study.summary(variant, 'one_hop_accuracy').text()} / "
-            f"{study.summary(variant, 'two_hops_accuracy').text()} | "
-            f"{problems['done']} / {problems['diverged']} / {problems['failed']} / {problems['missing']}; "
-            f"{problems['context not learned']} |"
-        )
-    return "\n".join(lines)
-
-
-def cost_table(study: Study, name: str) -> str:
-    """Cost per variant of one ablation, next to its mean mIoU."""
-    lines = ["| variant | mIoU | step ms (round-robin) | step ms in training | peak MB per step | head GFLOPs | "
-             "head GFLOPs at paper scale | head parameters (M) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for label, variant in ABLATIONS[name].rows:
-        training_ms = Summary(tuple(r.step_ms for r in study.runs[variant] if not math.isnan(r.step_ms)))
-        lines.append(
-            f"| {label} | {_pct(study.summary(variant).mean)} | {_num(study.cost(variant, 'step_ms'), '.0f')} | "
-            f"{_num(training_ms.mean, '.0f')} | {_num(study.cost(variant, 'peak_mb'), '.0f')} | "
-            f"{_num(study.cost(variant, 'head_gflops'), '.3f')} | "
-            f"{_num(study.cost(variant, 'head_gflops_paper'), '.1f')} | "
-            f"{_num(study.cost(variant, 'head_params_m'), '.3f')} |"
-        )
-    return "\n".join(lines)
-
-
-def problem_runs(study: Study) -> list[str]:
-    lines = []
-    for variant, runs in study.runs.items():
-        for run in runs:
-            if run.status in ("diverged", "failed"):
-                lines.append(f"- {variant} seed {run.seed}: {run.status}: {run.error}")
-            elif run.status in ("new", "partial"):
-                started = "started" if run.status == "partial" else "not started"
-                lines.append(f"- {variant} seed {run.seed}: not finished ({started})")
-            elif not run.context_learned:
-                lines.append(f"- {variant} seed {run.seed}: finished, but the context classes stayed at "
-                             f"{_pct(run.context_miou)} IoU (not learned: below {_pct(CONTEXT_LEARNED_IOU, 0)})")
+def memory_lines(path: Path) -> list[str]:
+    """The paper's memory and FLOPs claims from a ``ccnet bench block`` result at the paper's scale,
+    or how to add it."""
+    bench, pairs = _bench_rows(path)
+    memory, flops = PAPER["memory_ratio"], PAPER["flops_fewer"]
+    if bench is None:
+        return [f"Memory (paper: RCCA {memory.text}): not in this folder; copy the `bench.json` of "
+                f"`ccnet bench block` (docs/benchmarks/block) to `{BLOCK_BENCH}` and regenerate."]
+    lines = [f"Memory at the paper's scale (`ccnet bench block`: {bench.get('device')}, {bench.get('dtype')}, one "
+             f"512-channel 97x97 feature map; paper: RCCA {memory.text}, {flops.text}):", ""]
+    for layout, (rcca, nl) in pairs.items():
+        ratio = nl["forward_backward_peak_mb"] / rcca["forward_backward_peak_mb"]
+        lines.append(f"- {layout}: forward peak {nl['forward_peak_mb'] / rcca['forward_peak_mb']:.1f}x less, "
+                     f"forward+backward {ratio:.1f}x less ({rcca['forward_backward_peak_mb']:.0f} MB against "
+                     f"{nl['forward_backward_peak_mb']:.0f} MB; **{ratio_verdict(ratio, memory.value)}**); FLOPs "
+                     f"{100 * (1 - rcca['gflops'] / nl['gflops']):.1f}% fewer (paper: {100 * flops.value:.0f}%).")
+    lines += ["", f"A deterministic measurement, no seeds: *shown* when the measured factor is at least 90% of the "
+              f"paper's (which rounds). Source of the paper's figures: {memory.source}."]
     return lines
 
 
-# -- plots -----------------------------------------------------------------------------------------
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError("the report's plots need matplotlib: pip install 'ccnet-pytorch[bench]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(plt, fig, path: Path, title: str) -> None:
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def _cost_verdicts(path: Path) -> list[str]:
+    """verdicts.md rows of the memory and FLOPs claims (the smallest factor over the layouts)."""
+    _, pairs = _bench_rows(path)
+    memory, flops = PAPER["memory_ratio"], PAPER["flops_fewer"]
+    if not pairs:
+        return [f"| RCCA needs {memory.text} | {memory.value:g}x | - | {NOT_TESTED} |"]
+    ratio = min(nl["forward_backward_peak_mb"] / rcca["forward_backward_peak_mb"] for rcca, nl in pairs.values())
+    fewer = min(1 - rcca["gflops"] / nl["gflops"] for rcca, nl in pairs.values())
+    return [f"| RCCA (R=2) needs {memory.text} (forward+backward peak) | {memory.value:g}x | {ratio:.1f}x "
+            f"(`ccnet bench block`) | {ratio_verdict(ratio, memory.value)} |",
+            f"| RCCA (R=2) needs {flops.text} | {100 * flops.value:.0f}% | {100 * fewer:.1f}% (`ccnet bench block`) | "
+            f"{ratio_verdict(1 / (1 - fewer), 1 / (1 - flops.value))} |"]
 
 
-def _sd_pct(summary: Summary) -> float:
-    """The standard deviation in percent for an error bar (0 for a single run)."""
-    return 0.0 if math.isnan(summary.sd) else 100 * summary.sd
+def verdicts_table(decisions: Sequence[Decision], bench: Path) -> list[str]:
+    """The short table README and docs include verbatim."""
+    lines = ["| claim | paper | measured: mean difference [95% CI] | verdict |", "|---|---|---|---|"]
+    for d in decisions:
+        lines.append(f"| {d.comparison.claim} | {planned(d.comparison.name)} | {mean_interval(d)} | "
+                     f"{d.verdict}{f' ({d.reason})' if d.reason else ''} |")
+    return lines + _cost_verdicts(bench)
 
 
-def plot_miou(study: Study, path: Path) -> None:
-    """mIoU per variant, one panel per ablation: every seed as a dot, mean ± sd as a bar."""
-    plt = _pyplot()
-    ablations = study.ablations
-    fig, axes = plt.subplots(1, len(ablations), figsize=(5.2 * len(ablations), 4.2), squeeze=False)
-    for ax, ablation in zip(axes[0], ablations.values(), strict=True):
-        for x, (_, variant) in enumerate(ablation.rows):
-            summary = study.summary(variant)
-            seeds = [100 * r.miou for r in study.runs[variant] if r.done]
-            ax.scatter([x] * len(seeds), seeds, color="tab:blue", s=18, zorder=3)
-            if summary.n:
-                ax.errorbar([x + 0.15], [100 * summary.mean], yerr=[_sd_pct(summary)], fmt="o", color="black",
-                            capsize=4)
-        ax.set_xticks(range(len(ablation.rows)), [label for label, _ in ablation.rows], rotation=20)
-        ax.set_ylabel("mIoU (%)")
-        ax.set_title(ablation.title, fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
-    _save(plt, fig, path, "mIoU per variant: dots = seeds, black = mean ± sd")
+def _mean_log(path: Path, key: str) -> float:
+    values = [r[key] for r in read_log(path / "log.jsonl") if key in r and r.get("type") != "eval"]
+    return sum(values) / len(values) if values else math.nan
 
 
-def plot_cost(study: Study, path: Path) -> None:
-    """Accuracy against cost: mean mIoU (± sd) against step time and head GFLOPs (paper scale)."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
-    for ax, key, xlabel in ((axes[0], "step_ms", "training step (ms, round-robin, study size)"),
-                            (axes[1], "head_gflops_paper", "head GFLOPs at the paper's scale (97x97, 512 ch)")):
-        for variant in study.runs:
-            summary, cost = study.summary(variant), study.cost(variant, key)
-            if not summary.n or math.isnan(cost):
-                continue
-            ax.errorbar([cost], [100 * summary.mean], yerr=[_sd_pct(summary)], fmt="o", capsize=3)
-            ax.annotate(variant, (cost, 100 * summary.mean), fontsize=7, xytext=(4, 3), textcoords="offset points")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("mIoU (%)")
-        ax.grid(alpha=0.3)
-    _save(plt, fig, path, "accuracy against cost (mean ± sd over seeds)")
+def experiment_table(output: Path, experiment: Mapping[str, Any], runs: Mapping[str, list[RunResult]]) -> list[str]:
+    lines = ["| variant | runs finished | diverged | context IoU | mIoU | grey on key lines | grey off them | "
+             "grad norm CE / consistency (mean, logged steps) |", "|---|---|---|---|---|---|---|---|"]
+    for row in experiment["rows"]:
+        variant = row["variant"]
+        rs = runs[variant]
+        ce = [v for v in (_mean_log(run_dir(output, variant, r.seed), "grad_norm_ce") for r in rs) if not math.isnan(v)]
+        cons = [v for v in (_mean_log(run_dir(output, variant, r.seed), "grad_norm_consistency") for r in rs)
+                if not math.isnan(v)]
+        grads = f"{sum(ce) / len(ce):.2f} / {sum(cons) / len(cons):.2f}" if ce and cons else "-"
+        lines.append(
+            f"| {row['label']} (`{variant}`) | {sum(r.done for r in rs)} of {len(rs)} | "
+            f"{sum(r.status == 'diverged' for r in rs)} | {summarize(rs, 'context_miou').text()} | "
+            f"{summarize(rs, 'miou').text()} | {summarize(rs, 'one_hop_accuracy').text()} | "
+            f"{summarize(rs, 'two_hops_accuracy').text()} | {grads} |")
+    return lines
 
 
-def plot_curves(study: Study, path: Path) -> None:
-    """Validation mIoU against iteration, mean ± sd over seeds, one panel per ablation."""
-    plt = _pyplot()
-    ablations = study.ablations
-    fig, axes = plt.subplots(1, len(ablations), figsize=(5.2 * len(ablations), 4.0), squeeze=False)
-    for ax, ablation in zip(axes[0], ablations.values(), strict=True):
-        for label, variant in ablation.rows:
-            runs = study.runs[variant]
-            iterations = _iterations(runs)
-            means, sds = [], []
-            for iteration in iterations:
-                summary = _curve_values(runs, iteration, 1)
-                means.append(100 * summary.mean)
-                sds.append(_sd_pct(summary))
-            if not iterations:
-                continue
-            line = ax.plot(iterations, means, marker="o", markersize=3, label=label)[0]
-            ax.fill_between(iterations, [m - s for m, s in zip(means, sds, strict=True)],
-                            [m + s for m, s in zip(means, sds, strict=True)], color=line.get_color(), alpha=0.15)
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("validation mIoU (%)")
-        ax.set_title(ablation.title, fontsize=9)
-        ax.grid(alpha=0.3)
-        if ax.get_lines():
-            ax.legend(fontsize=7)
-    _save(plt, fig, path, "validation mIoU during training (mean ± sd over seeds)")
+def experiment_setting(experiment: Mapping[str, Any]) -> str:
+    """Seeds, model, optimiser, size and the key distances of one experiment, from the plan and the
+    default config (the first row's variant; rows differ only in their own overrides)."""
+    s = experiment["settings"]
+    config = study_config(s, experiment["rows"][0]["overrides"], seed=experiment["seeds"][0])
+    task = config.data.synthetic_task
+    return (f"Seeds {', '.join(map(str, experiment['seeds']))}; {setting_text(config)}, {s['val_samples']} "
+            f"validation scenes per seed; task `{task}`: each grey object lies "
+            f"{key_distances(config).text()} (nearest edges, validation scenes of seed {experiment['seeds'][0]}).")
 
 
-# -- the report --------------------------------------------------------------------------------------
-def _commands(record: dict) -> str:
-    """The command(s) that trained the study, as Markdown code spans."""
-    commands = record.get("commands") or [record.get("command", "ccnet reproduce")]
-    return " and ".join(f"`{command}`" for command in commands)
-
-
-def write_report(output: Path, log: Callable[[str], None] = print) -> Path:
-    """Write ``output/report.md`` and its plots from the study folder's files (a pre-registered
-    study, with ``plan.json``: :mod:`ccnet.study.analysis`)."""
-    from ccnet.study.analysis import write_planned_report
-    from ccnet.study.plan import PLAN_NAME
-
-    if (Path(output) / PLAN_NAME).is_file():
-        record = read_json(Path(output) / "study.json") or {}
-        return write_planned_report(output, f" by {_commands(record)}" if record else "", log=log)
-    study = Study(output)
-    s = study.settings
-    for name, plot in zip(PLOTS, (plot_miou, plot_cost, plot_curves), strict=True):
-        plot(study, study.output / name)
-    claims, words = claims_table(study)
-    finished = sum(r.done for runs in study.runs.values() for r in runs)
-    total = sum(len(runs) for runs in study.runs.values())
-    threads = sorted({r.threads for runs in study.runs.values() for r in runs if r.threads}) or [
-        study.record.get("threads")]
-    train_hours = sum(r.train_s for runs in study.runs.values() for r in runs if not math.isnan(r.train_s)) / 3600
+def planned_report(output: Path) -> tuple[list[str], list[str], list[Decision], dict[str, Any],
+                                          dict[str, list[RunResult]]]:
+    """The lines of ``report.md`` and ``verdicts.md`` for the study in ``output``, with what the figures need."""
+    output = Path(output)
+    plan, runs, decisions = load_study(output)
+    record = read_json(output / "study.json") or {}
+    finished = sum(r.status in ("done", "diverged") for rs in runs.values() for r in rs)
+    total = sum(len(rs) for rs in runs.values())
+    made_by = f" by {commands_text(record)}" if record else ""
+    r3, nl = PAPER["r3"].value - PAPER["r2"].value, PAPER["r2"].value - PAPER["nonlocal"].value
     lines = [
-        "# CCNet's ablations, reproduced on the synthetic long-range benchmark",
+        "# CCNet's claims, tested under a plan fixed before the runs",
         "",
-        f"Generated by {_commands(study.record)} from the runs' own files "
-        f"({finished} of {total} runs finished; {train_hours:.1f} h of logged training steps; torch "
-        f"{study.record.get('torch')}; CPU threads: {', '.join(map(str, threads))}).",
+        f"Generated from `{PLAN_NAME}` (written before the first run) and the runs' own files, trained{made_by}; "
+        f"regenerate with `ccnet reproduce --output DIR --report-only`. {finished} of {total} planned runs "
+        f"finished. Outcome: {plan['outcome']}. Every comparison is paired by seed (a seed fixes the training "
+        "stream, the initialisation and the validation scenes of every variant): the per-seed differences (points "
+        "of IoU), their mean and t-based 95% interval, a one-sided paired t-test in the paper's direction; Holm's "
+        f"correction over the {len(plan['primary'])} primary comparisons together (one not decided yet counts with "
+        "p = 1); TOST against the plan's margin for claims of no difference; Fisher's exact test for divergence "
+        f"counts; alpha {plan['alpha']}.",
         "",
-        "**Setting.** Every run is the default job (`ccnet train`: ResNet-18 CCNet, deep stem 32-32-64, output "
-        "stride 16, head 64 channels, attention gamma starting at 1, SGD lr 0.05 with the head at 10x, gradient "
-        f"norm clipped at 1) on {s.size[0]}x{s.size[1]} synthetic scenes, {s.iterations} iterations of batch "
-        f"{s.batch_size}, evaluated on {s.val_samples} validation scenes drawn from the run's seed (every "
-        f"{s.eval_interval} iterations for the learning curves); seeds {', '.join(map(str, study.seeds))}. "
-        "Variants differ in one thing only: the head's context module (at the same place on the same backbone) "
-        "or the loss. In a scene, grey objects take the class of a key marker's colour 55-260 px away, mostly "
-        "on other rows and columns; the other classes are recognisable locally. *Context classes* below are "
-        "the three grey-object classes, *local classes* the background and the three textured classes.",
+        OUT_OF_REACH.format(r3=f"{r3:+.1f} mIoU in the paper", nl=f"{nl:+.1f}"),
         "",
-        "**Reading the numbers.** mIoU in percent, mean ± sample standard deviation over seeds. A difference is "
-        "called a difference only when it exceeds the spread, the two standard deviations added (the mean ± sd "
-        "intervals do not overlap). The paper's numbers are Cityscapes val with ResNet-101: the task here is "
-        "different and easier, so only the direction of each comparison can carry over, not the values. A run's "
-        "trajectory also depends on the order of float additions, so on the number of CPU threads: the same seed "
-        "trained with another thread count is another sample, like another seed.",
+        COLUMNS_FAVOURS,
         "",
         "## The paper's claims",
         "",
-        claims,
+        "| claim | paper | comparison | per-seed differences; mean [95% interval] | test | p | p (Holm) | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+        *(decision_row(d) for d in decisions),
         "",
+        f"*Not tested by this setting*: a planned seed of an arm has not finished (runs missing), both arms at the "
+        f"ceiling (context IoU at least {_pct(CEILING_IOU, 0)} in every seed) or, for divergence, both never or "
+        f"always diverging. The paper's numbers: {PAPER['r0'].source}; {PAPER['nonlocal'].source}; "
+        f"{PAPER['ccl_piecewise'].source}.",
+        "",
+        "![paired differences](forest.png)",
+        "",
+        "## Cost: memory and FLOPs",
+        "",
+        *memory_lines(output / BLOCK_BENCH),
     ]
-    lines += [f"- {(claim.text + ': ') if claim else ''}{text}" for claim, text in words]
-    notes = separation_notes(study)
-    if notes:
-        lines += ["", "## Where a claim is not shown: can the task separate the variants?", ""]
-        lines += [f"- {note}" for note in notes]
-    lines += ["", "## A task that can separate the context modules: two keys", "", TWO_KEYS_TEXT, ""]
-    if "two_keys" in study.ablations:
-        lines += ["| claim | paper | measured here (mIoU, mean ± sd over seeds) | holds here? |", "|---|---|---|---|"]
-        designed_words = []
-        for claim in DESIGNED_CLAIMS:
-            measured, verdict, text = claim_row(study, claim)
-            lines.append(f"| {claim.text} | {claim.paper} | {measured} | {verdict} |")
-            designed_words.append(f"- {claim.text}: {text}")
-        lines += ["", *designed_words]
-    else:
-        lines.append("Not trained in this study folder: `ccnet reproduce --only two_keys` (same settings, 15 runs "
-                     "with 3 seeds) adds it to the report.")
-    for name, ablation in study.ablations.items():
-        lines += ["", f"## {ablation.title}", "", f"Paper: {ablation.source}.", "", ablation_table(study, name), "",
-                  cost_table(study, name)]
-    lines += [
-        "",
-        "Cost columns: *step ms (round-robin)* is the median of training steps (forward, loss, backward, SGD "
-        "step; the study's batch and scene size) timed in one process with all variants interleaved, so that "
-        "load from other processes hits all alike; *step ms in training* is the median logged step time of the "
-        "runs themselves (a shared machine: compare within a column only). *Peak MB* is the largest amount of "
-        "tensor memory alive during one training step (PyTorch's profiler; parameters and inputs excluded). "
-        "*Head GFLOPs*: forward of the head on one image of the study's size, and of the same head at the "
-        "paper's scale (ResNet-101 features 2048x97x97, 512 head channels, ASPP rates 12/24/36), counted by "
-        "FlopCounterMode. *Grey pixels correct*: pixel accuracy on the grey objects (the key excluded) of the "
-        "run's final model on its validation scenes, for pixels on the key's rows or columns (one criss-cross "
-        "hop from the key) and off them (two hops; most grey pixels); a guess among the three context classes "
-        "scores ~33%. A run *did not learn the context* when its context classes stayed below "
-        f"{_pct(CONTEXT_LEARNED_IOU, 0)} IoU (without any context module they end near 40-45).",
-        "",
-        "## Plots",
-        "",
-        "![mIoU per variant](miou.png)",
-        "",
-        "![accuracy against cost](cost.png)",
-        "",
-        "![learning curves](curves.png)",
-        "",
-        "## Runs that diverged, failed, did not finish or did not learn the context",
-        "",
-    ]
-    lines += problem_runs(study) or ["None."]
-    lines += ["", "Resume or extend the study with the same command(s) (finished runs are kept, an interrupted run "
-              "continues from its checkpoint); `--seeds` adds seeds."]
-    path = study.output / "report.md"
+    for experiment in plan["experiments"]:
+        lines += ["", f"## {experiment['title']}", "", experiment["design"], "", experiment_setting(experiment), "",
+                  *experiment_table(output, experiment, runs)]
+    lines += ["", "![context-class IoU during training](context_curves.png)", "",
+              "## Pilots (seeds 100 and up, not in the results) and the choices they made", "",
+              *(f"- {p}" for p in plan["pilots"])]
+    problems = [f"- {r.variant} seed {r.seed}: {r.status}{': ' + r.error if r.error else ''}"
+                for rs in runs.values() for r in rs if r.status != "done" and not r.variant.startswith("stability_")]
+    lines += ["", "## Runs not finished (outside the stability experiment, where divergence is the outcome)", "",
+              *(problems or ["None."])]
+    verdicts = [*verdicts_table(decisions, output / BLOCK_BENCH), "",
+                "Paired over seeds, points of context-class IoU; generated with the full report (`report.md`) by "
+                "`ccnet reproduce --report-only`."]
+    return lines, verdicts, decisions, plan, runs
+
+
+def write_planned_report(output: Path) -> Path:
+    """``report.md``, ``verdicts.md``, ``forest.png`` and ``context_curves.png`` in ``output``."""
+    output = Path(output)
+    lines, verdicts, decisions, plan, runs = planned_report(output)
+    path = output / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
-    log(f"wrote {path} and {', '.join(PLOTS)}")
+    atomic_write_text(output / VERDICTS_NAME, "\n".join(verdicts) + "\n")
+    plot_forest(decisions, output / FIGURES[0])
+    plot_context_curves(plan["experiments"], runs, output / FIGURES[1])
+    logger.info(f"wrote {path}, {VERDICTS_NAME} and {', '.join(FIGURES)}")
     return path
+
+
+def write_report(output: Path) -> Path:
+    """Write the report of the study folder ``output`` (pre-registered with ``plan.json``, or the first study)."""
+    if (Path(output) / PLAN_NAME).is_file():
+        return write_planned_report(output)
+    from ccnet.study.first_report import write_first_report
+
+    return write_first_report(output)

@@ -172,3 +172,15 @@ class Comparison:
         if self.verdict == "undetermined":
             return f"{100 * self.diff:+.1f} (too few runs to judge)"
         return f"{100 * self.diff:+.1f} (spread {100 * self.spread:.1f}): {self.verdict}"
+
+
+def curve_values(runs: list[RunResult], iteration: int, index: int) -> Summary:
+    """Evaluation ``index`` (1: mIoU, 2: context mIoU) at ``iteration`` over the finished runs."""
+    values = [point[index] for run in runs if run.done for point in run.curve
+              if point[0] == iteration and not math.isnan(point[index])]
+    return Summary(tuple(values))
+
+
+def curve_iterations(runs: list[RunResult]) -> list[int]:
+    """The iterations at which the finished runs were evaluated."""
+    return sorted({point[0] for run in runs if run.done for point in run.curve})

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 import yaml
@@ -32,6 +33,8 @@ import yaml
 from ccnet.config import Config, config_from_dict, flatten_keys
 from ccnet.files import atomic_write_text
 from ccnet.study.plan import StudySettings, run_config
+
+logger = logging.getLogger(__name__)
 
 STATUS_NAME = "status.json"
 FINISHED = ("done", "diverged")
@@ -84,6 +87,26 @@ def _message(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
+@contextlib.contextmanager
+def _package_log_to(stream: IO[str]) -> Iterator[None]:
+    """Send ccnet's log records (INFO and up) to ``stream`` only, for the duration: a run's
+    ``train.log`` holds its trainer's messages whether or not the caller configured logging."""
+    package = logging.getLogger("ccnet")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level, propagate = package.level, package.propagate
+    package.addHandler(handler)
+    package.propagate = False
+    if package.getEffectiveLevel() > logging.INFO:
+        package.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(level)
+        package.propagate = propagate
+
+
 def train_one(config: Config, path: Path) -> dict[str, Any]:
     """Train (or resume) one run in ``path``; its console output goes to ``path/train.log``.
     Returns the status written to ``status.json``."""
@@ -93,7 +116,8 @@ def train_one(config: Config, path: Path) -> dict[str, Any]:
     (path / STATUS_NAME).unlink(missing_ok=True)  # a failed run is retried from scratch or its checkpoint
     start = time.perf_counter()
     status: dict[str, Any] = {"status": "done"}
-    with open(path / "train.log", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    with (open(path / "train.log", "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log),
+          _package_log_to(log)):
         try:
             result = Trainer(config, output_dir=path, resume="auto", progress=False).fit()
             status["iteration"] = result.iteration
@@ -132,7 +156,6 @@ def run_study(
     output: Path,
     variants: list[str],
     settings: StudySettings,
-    log: Callable[[str], None] = print,
     runs: list[tuple[str, int]] | None = None,
 ) -> dict[tuple[str, int], str]:
     """Train every (variant, seed) not finished yet, one at a time (``runs``, in that order; by
@@ -147,11 +170,11 @@ def run_study(
         state = run_status(path)
         prefix = f"[{number}/{len(plan)}] {variant} seed {seed}"
         if state in FINISHED:
-            log(f"{prefix}: {state}, kept")
+            logger.info(f"{prefix}: {state}, kept")
             statuses[variant, seed] = state
-            _probe(path, configs[variant, seed], state, log)
+            _probe(path, configs[variant, seed], state)
             continue
-        log(f"{prefix}: {'resuming' if state == 'partial' else 'training'} -> {path}")
+        logger.info(f"{prefix}: {'resuming' if state == 'partial' else 'training'} -> {path}")
         status = train_one(configs[variant, seed], path)
         statuses[variant, seed] = status["status"]
         summary = ""
@@ -160,12 +183,12 @@ def run_study(
             summary = f", mIoU {100 * metrics.get('miou', float('nan')):.1f}"
         elif "error" in status:
             summary = f": {status['error']}"
-        log(f"{prefix}: {status['status']} in {status['wall_s_this_invocation']:.0f} s{summary}")
-        _probe(path, configs[variant, seed], status["status"], log)
+        logger.info(f"{prefix}: {status['status']} in {status['wall_s_this_invocation']:.0f} s{summary}")
+        _probe(path, configs[variant, seed], status["status"])
     return statuses
 
 
-def _probe(path: Path, config: Config, state: str, log: Callable[[str], None]) -> None:
+def _probe(path: Path, config: Config, state: str) -> None:
     """The one-hop / two-hop accuracy of a finished run (:mod:`ccnet.study.probe`), once."""
     from ccnet.study.probe import PROBE_NAME, probe_run
 
@@ -174,5 +197,5 @@ def _probe(path: Path, config: Config, state: str, log: Callable[[str], None]) -
         def pct(value: float | None) -> str:
             return "-" if value is None else f"{100 * value:.1f}%"
 
-        log(f"  probe: grey pixels on the key's lines {pct(result['one_hop_accuracy'])} correct, "
+        logger.info(f"  probe: grey pixels on the key's lines {pct(result['one_hop_accuracy'])} correct, "
             f"off them {pct(result['two_hops_accuracy'])}")

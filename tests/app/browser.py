@@ -1,6 +1,7 @@
 """Driving the explorer page in a real browser: headless Chromium through Selenium and the system
 chromedriver (Debian: ``apt-get install chromium chromium-driver``; nothing is downloaded at run
-time). Used by the browser test and by the script that takes the README screenshot.
+time). Used by the browser test and by the script that takes the README screenshot
+(``docs/figures/make_figures.py``); test tooling, not part of the installed package.
 """
 
 from __future__ import annotations
