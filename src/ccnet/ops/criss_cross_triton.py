@@ -204,11 +204,11 @@ MAX_BLOCKS = {"m": 64, "n": 32, "c": 256, "cq": 64}
 # product's depth, so the depths are small).
 TILES = {
     "ieee": {"forward_mc": 64 * 64, "forward_warps": 8, "backward_rows": 32, "backward_loop": 16,
-             "backward_k": 16, "backward_c": 32, "backward_warps": 4},
-    "tf32": {"forward_mc": 64 * 128, "forward_warps": 8, "backward_rows": 64, "backward_loop": 32,
-             "backward_k": 64, "backward_c": 64, "backward_warps": 4},
-    "half": {"forward_mc": 64 * 128, "forward_warps": 8, "backward_rows": 64, "backward_loop": 32,
-             "backward_k": 64, "backward_c": 64, "backward_warps": 4},
+             "backward_k": 16, "backward_c": 32, "backward_warps": 8, "backward_stages": 2},
+    "tf32": {"forward_mc": 64 * 128, "forward_warps": 8, "backward_rows": 32, "backward_loop": 32,
+             "backward_k": 32, "backward_c": 32, "backward_warps": 8, "backward_stages": 2},
+    "half": {"forward_mc": 64 * 128, "forward_warps": 8, "backward_rows": 32, "backward_loop": 32,
+             "backward_k": 32, "backward_c": 32, "backward_warps": 8, "backward_stages": 2},
 }
 
 
@@ -248,7 +248,7 @@ def _launch(kernel, grid: tuple[int, ...], *args: object, **options: object) -> 
     try:
         kernel[grid](*args, **options)
     except OutOfResources:
-        kernel[grid](*args, **options, num_stages=1)
+        kernel[grid](*args, **{**options, "num_stages": 1})
 
 
 def triton_forward(query: Tensor, key: Tensor, value: Tensor, interpret: bool) -> tuple[Tensor, Tensor]:
@@ -310,7 +310,7 @@ def triton_backward(grad_out: Tensor, query: Tensor, key: Tensor, value: Tensor,
             lines = batch * positions // length
             targets = grads if n == len(axes) - 1 else partials
             common = {"MASK_CENTRE": axis != len(spatial) - 1, "HAS_PREV": n > 0,
-                      "num_warps": tiles["backward_warps"]}
+                      "num_warps": tiles["backward_warps"], "num_stages": tiles["backward_stages"]}
             sizes = (positions, length, step, qk_channels, channels)
             dv, dk, dq = blocks["dv"], blocks["dk"], blocks["dq"]
             programs = lines * _cdiv(length, dv["BLOCK_N"]) * _cdiv(channels, dv["BLOCK_C"])
