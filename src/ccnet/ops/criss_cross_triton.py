@@ -310,7 +310,8 @@ def triton_backward(grad_out: Tensor, query: Tensor, key: Tensor, value: Tensor,
             lines = batch * positions // length
             targets = grads if n == len(axes) - 1 else partials
             common = {"MASK_CENTRE": axis != len(spatial) - 1, "HAS_PREV": n > 0,
-                      "num_warps": tiles["backward_warps"], "num_stages": tiles["backward_stages"]}
+                      "num_warps": tiles["backward_warps"], "num_stages": tiles["backward_stages"],
+                      "maxnreg": 65536 // (32 * tiles["backward_warps"]) - 1}
             sizes = (positions, length, step, qk_channels, channels)
             dv, dk, dq = blocks["dv"], blocks["dk"], blocks["dq"]
             programs = lines * _cdiv(length, dv["BLOCK_N"]) * _cdiv(channels, dv["BLOCK_C"])
