@@ -233,6 +233,12 @@ def backward_blocks(tiles: dict[str, int], length: int, qk_channels: int, channe
             "dq": {"BLOCK_M": rows, "BLOCK_N": loop, "BLOCK_CQ": block_cq, "BLOCK_KQ": block_kq, "BLOCK_KV": block_kv}}
 
 
+def _max_registers(num_warps: int) -> int:
+    """Registers per thread that ``num_warps`` warps may use in one program (an SM's 64K, at most
+    255): the backward passes it as ``maxnreg`` since ptxas otherwise stops at 128 and spills."""
+    return min(255, 65536 // (32 * num_warps) - 1)
+
+
 def _check_programs(programs: int, shape: torch.Size) -> int:
     if programs > MAX_PROGRAMS:
         raise ValueError(f"backend='triton' launches at most {MAX_PROGRAMS} programs, input of shape {tuple(shape)} "
@@ -311,7 +317,7 @@ def triton_backward(grad_out: Tensor, query: Tensor, key: Tensor, value: Tensor,
             targets = grads if n == len(axes) - 1 else partials
             common = {"MASK_CENTRE": axis != len(spatial) - 1, "HAS_PREV": n > 0,
                       "num_warps": tiles["backward_warps"], "num_stages": tiles["backward_stages"],
-                      "maxnreg": 65536 // (32 * tiles["backward_warps"]) - 1}
+                      "maxnreg": _max_registers(tiles["backward_warps"])}
             sizes = (positions, length, step, qk_channels, channels)
             dv, dk, dq = blocks["dv"], blocks["dk"], blocks["dq"]
             programs = lines * _cdiv(length, dv["BLOCK_N"]) * _cdiv(channels, dv["BLOCK_C"])
