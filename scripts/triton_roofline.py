@@ -274,7 +274,8 @@ def markdown(rows: list[Launch]) -> str:
         lines.append(line("**backward total**", batch, dtype, "", group[2:]))
     lines += ["", "Totals add the launches' times (launches run one after the other); the backward total is "
               "delta and both axes. The roofline assumes every SM busy; the backward's dK and dQ launches run "
-              "one program per tile of 32 or 64 positions of a line (2 to 4 per line of 97: 194 to 388 per axis at batch 1, on the H200's 132 SMs). "
+              "one program per tile of 32 positions of a line (4 per line of 97: 388 per axis at batch 1, "
+              "on the H200's 132 SMs). "
               "Measured times: "
               "`ccnet bench op block` in `make gpu-check`."]
     return "\n".join(lines) + "\n"

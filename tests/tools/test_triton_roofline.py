@@ -43,12 +43,12 @@ def test_forward_executed_flops_count_padding_and_recomputation() -> None:
 def test_backward_and_delta_units_and_bytes() -> None:
     launches = roofline.backward(1, 64, 512, (97, 97), BF16)
     assert [r.kernel for r in launches] == [f"backward_{k} axis {a}" for a in "HW" for k in ("dv", "dk", "dq")]
-    # bfloat16, lines of 97: dK holds 64 keys (2 tiles per line) and loops over 4 blocks of 32
+    # bfloat16, lines of 97: dK holds 32 keys (4 tiles per line) and loops over 4 blocks of 32
     # queries; its products with the float32 energy gradient run in TF32, energies and dA in bf16
     dk = launches[4]
-    assert dk.programs == 97 * 2 and set(dk.flops) == {"bf16", "tf32"}
-    assert dk.flops["tf32"] == 97 * 2 * 2 * 64 * (4 * 32) * 64
-    assert dk.flops["bf16"] == 97 * 2 * 2 * 64 * (4 * 32) * (64 + 512)
+    assert dk.programs == 97 * 4 and set(dk.flops) == {"bf16", "tf32"}
+    assert dk.flops["tf32"] == 97 * 4 * 2 * 32 * (4 * 32) * 64
+    assert dk.flops["bf16"] == 97 * 4 * 2 * 32 * (4 * 32) * (64 + 512)
     # useful: every gradient product once over the path (energies, dA, dV, dK, dQ)
     assert sum(r.useful_flops for r in launches) == 2 * 97 * 97 * (97 + 97 - 1) * (3 * 64 + 2 * 512)
     delta = roofline.delta(8, 512, (97, 97), BF16)
