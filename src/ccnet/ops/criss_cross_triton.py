@@ -203,11 +203,11 @@ MAX_BLOCKS = {"m": 64, "n": 32, "c": 256, "cq": 64}
 # full precision (FMA, no tensor cores: every thread holds its rows of both operands over the
 # product's depth, so the depths are small).
 TILES = {
-    "ieee": {"forward_mc": 64 * 64, "forward_warps": 8, "backward_rows": 32, "backward_loop": 16,
+    "ieee": {"forward_mc": 64 * 64, "forward_warps": 8, "forward_stages": 2, "backward_rows": 32, "backward_loop": 16,
              "backward_k": 16, "backward_c": 32, "backward_warps": 8, "backward_stages": 2},
-    "tf32": {"forward_mc": 64 * 128, "forward_warps": 8, "backward_rows": 32, "backward_loop": 32,
+    "tf32": {"forward_mc": 64 * 128, "forward_warps": 8, "forward_stages": 3, "backward_rows": 32, "backward_loop": 32,
              "backward_k": 32, "backward_c": 32, "backward_warps": 8, "backward_stages": 2},
-    "half": {"forward_mc": 64 * 128, "forward_warps": 8, "backward_rows": 32, "backward_loop": 32,
+    "half": {"forward_mc": 64 * 128, "forward_warps": 8, "forward_stages": 3, "backward_rows": 32, "backward_loop": 32,
              "backward_k": 32, "backward_c": 32, "backward_warps": 8, "backward_stages": 2},
 }
 
@@ -289,6 +289,7 @@ def triton_forward(query: Tensor, key: Tensor, value: Tensor, interpret: bool) -
                     BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_CQ=block_cq, BLOCK_C=block_c,
                     CQ_CHUNKS=_cdiv(qk_channels, block_cq),
                     num_warps=4 if block_m * block_c < tiles["forward_mc"] else tiles["forward_warps"],
+                    num_stages=tiles["forward_stages"],
                     **_dot_options(v.dtype, interpret))
     return out, lse[(len(axes) - 1) % 2]
 
