@@ -192,10 +192,10 @@ def test_attention_block_opts_in():
 @interpreted
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_split_backward_tiles_both_axes_and_channel_blocks(small_blocks, dtype):
-    # Blocks of 16: lines of 17 and 35 (two and three tiles of keys and of queries), 33 query/key
-    # channels (three dK/dQ channel blocks, each recomputing the energies in three chunks), 40
-    # value channels (three dV blocks, dA in three chunks).
-    _check_against_reference(*_inputs(1, 33, 40, 17, 35, dtype=dtype))
+    # Blocks of 16: lines of 17 and 20 (two tiles of keys and of queries on each axis), 17 query/key
+    # channels (two dK/dQ channel blocks, each recomputing the energies in two chunks), 18 value
+    # channels (two dV blocks, dA in two chunks).
+    _check_against_reference(*_inputs(1, 17, 18, 17, 20, dtype=dtype))
 
 
 @interpreted
