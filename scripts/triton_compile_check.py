@@ -12,7 +12,7 @@ launch whose shared memory exceeds the target's opt-in limit is compiled again w
 ``num_stages=1``, the launcher's own fallback (reported as such).
 
 Fails (exit status 1, one line per finding) on: a compile error; shared memory beyond the target's
-opt-in limit after the fallback; any register spill beyond :data:`KNOWN_SPILLS`; a grid beyond CUDA's limits; and int32
+opt-in limit after the fallback; any register spill (of any size, in any kernel); a grid beyond CUDA's limits; and int32
 arithmetic that can wrap, found by an interval analysis of each kernel's TTIR at the largest batch
 the launcher accepts for the shape (every grid at most ``MAX_PROGRAMS``): scalar arguments and
 program ids have known ranges there, and every 32-bit ``addi`` / ``subi`` / ``muli`` whose result
@@ -58,11 +58,6 @@ sys.path.insert(0, str(ROOT / "src"))
 SHARED_LIMIT = {90: 232448, 80: 166912}
 GRID_LIMITS = (2**31 - 1, 65535, 65535)
 INT32 = (-(2**31), 2**31 - 1)
-# Spills the check reports but does not fail on: the backward holds a whole line of q and dq
-# (BLOCK_L x BLOCK_CQ, float32), and at lines of 65-256 positions no tile of the launcher's table
-# compiles without a few spills in float32 "highest" (FMA products) and, for sm_80, half
-# precision. Anything more, or a spill in any other kernel, fails.
-KNOWN_SPILLS = {"_backward_kernel": 2048}  # kernel: largest spill stores per thread (bytes)
 DTYPES = ("float32-highest", "float32-high", "float16", "bfloat16")
 
 
@@ -87,6 +82,7 @@ WORKLOADS = (
     Workload("cuda-test", 1, 64, 40, (256, 3)),
     Workload("cuda-test", 2, 5, 7, (1, 30)),
     Workload("cuda-test", 2, 8, 24, (5, 9, 11)),
+    Workload("cuda-test", 1, 80, 24, (300, 2)),
 )
 # --quick: (workload index, dtype, layout)
 QUICK = ((0, "float32-highest", "nchw"), (1, "bfloat16", "channels_last"))
@@ -143,7 +139,7 @@ def record(work: Workload, dtype: str, layout: str, batch: int | None = None) ->
     try:
         with matmul_precision(dtype.split("-")[1] if "-" in dtype else "highest"):
             out, lse = launcher.triton_forward(q, k, v, False)
-            if work.backward and launcher.backward_limit(torch.Size(work.spatial), work.qk) is None:
+            if work.backward:
                 direction[0] = "backward"
                 launcher.triton_backward(torch.empty_like(out), q, k, v, out, lse, False)
     finally:
@@ -377,8 +373,7 @@ def findings(launch: Launch, result: dict[str, Any]) -> list[str]:
         return problems
     if result["shared"] > SHARED_LIMIT[result["arch"]]:
         problems.append(f"{where}: {result['shared']} B shared memory > {SHARED_LIMIT[result['arch']]} B")
-    if result["spill_stores"] > KNOWN_SPILLS.get(launch.kernel, 0) or (
-            result["spill_loads"] and launch.kernel not in KNOWN_SPILLS):
+    if result["spill_stores"] or result["spill_loads"]:
         problems.append(f"{where}: register spills, {result['spill_stores']} B stores / {result['spill_loads']} B "
                         f"loads ({result['registers']} registers)")
     if any(size > limit for size, limit in zip(launch.grid, GRID_LIMITS, strict=False)):
@@ -487,12 +482,10 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"triton": triton.__version__, "archs": archs, "quick": args.quick,
                                          "only": args.only, "rows": rows,
                                          "hazards": hazards, "problems": problems}, indent=1, default=repr))
-    known = sum(1 for r in rows for a in archs if 0 < r["results"][str(a)].get("spill_stores", 0)
-                <= KNOWN_SPILLS.get(r["kernel"], 0))
     worst = {arch: max((r["results"][str(arch)].get("spill_stores", 0) for r in rows), default=0) for arch in archs}
     print(f"{len(rows)} launches, {len(launches)} compiles, {time.monotonic() - started:.0f} s; largest spill stores "
           + ", ".join(f"sm_{a} {worst[a]} B" for a in archs)
-          + f"; {known} known backward spills (KNOWN_SPILLS); {len(hazards)} int32 hazards")
+          + f"; {len(hazards)} int32 hazards")
     for problem in problems:
         print(f"FAIL {problem}")
     print("ok" if not problems else f"{len(problems)} problems")

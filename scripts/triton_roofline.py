@@ -9,12 +9,13 @@ Counted per launch, from the kernels' code (``ccnet.ops.criss_cross_triton_kerne
   (the centre counted once), 2 FLOPs per multiply-add.
 * executed FLOPs: the ``tl.dot`` products the programs issue on their padded tiles (lines of 97
   padded to the key and query blocks), including the recomputation: the forward recomputes the
-  energies ``q . k`` for every value-channel block, the backward recomputes them from q and k.
+  energies ``q . k`` for every value-channel block; the backward's three kernels (dV, dK, dQ)
+  each recompute them from q and k, and dK and dQ both compute ``dA = dO V^T``.
   The delta kernel's products are not tensor-core work (FP32 multiply-adds). Exponentials,
   masks and the softmax bookkeeping are not counted.
 * issued bytes: every masked load and store the programs make (valid elements only), re-reads
-  included (k and v once per query block and value-channel block, dO once per key block in the
-  backward): an upper bound on DRAM traffic when nothing hits L2.
+  included (k and v once per query block and value-channel block; in the backward the tile a
+  program holds once per step of its loop over the line): an upper bound on DRAM traffic when nothing hits L2.
 * unique bytes: each tensor a launch touches read or written once: a lower bound.
 
 Roofline time: the larger of compute time (each product's FLOPs over the peak of the unit it
@@ -35,7 +36,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ccnet.ops.criss_cross_triton import MAX_BLOCKS, TILES, _cdiv, _pow2
+from ccnet.ops.criss_cross_triton import MAX_BLOCKS, TILES, _cdiv, _pow2, backward_blocks
 
 # FLOP/s per unit, bytes/s of memory. "bf16": measured; "tf32" and "fp32": NVIDIA's H200 datasheet.
 PEAKS = {"bf16": 790e12, "tf32": 494e12, "fp32": 67e12}
@@ -142,37 +143,56 @@ def delta(batch: int, cv: int, spatial: tuple[int, int], dtype: tuple) -> Launch
 
 
 def backward(batch: int, cqk: int, cv: int, spatial: tuple[int, int], dtype: tuple) -> list[Launch]:
-    """The backward's launches per axis (after delta), one program per line, as ``triton_backward``."""
+    """The backward's launches per axis (after delta), dV, dK and dQ, as ``triton_backward``: each
+    program holds a tile of keys (dV, dK) or queries (dQ) and loops over the other side of the line,
+    recomputing the energies (and, for dK and dQ, ``dA``) from the inputs."""
     name, size, tiles_row, unit, grad_unit = dtype
-    tiles, positions = TILES[tiles_row], spatial[0] * spatial[1]
-    block_cq = _pow2(cqk)
+    positions = spatial[0] * spatial[1]
     launches = []
     for n, length in enumerate(spatial):
         last, lines = n == len(spatial) - 1, batch * positions // length
-        block_l = _pow2(length)
-        block_n = min(MAX_BLOCKS["n"] if block_l <= 64 else tiles["backward_n"] if block_l <= 128 else 16, block_l)
-        block_c = min(MAX_BLOCKS["backward_c"], tiles["backward_c"] if block_l <= 128 else 32, _pow2(cv))
-        blocks_n, blocks_c = _cdiv(length, block_n), _cdiv(cv, block_c)
-        launch = Launch(f"backward axis {'HW'[n]}", batch, name, lines,
-                        {"BLOCK_L": block_l, "BLOCK_N": block_n, "BLOCK_CQ": block_cq, "BLOCK_C": block_c})
-        tile = blocks_n * block_n * block_l  # padded keys x padded queries, per line
-        # energies recomputed; dA^T = V dO^T and dV = A^T dO over the value channels; dK, dQ with dE
-        launch.add(unit, lines * 2 * tile * (block_cq + 2 * blocks_c * block_c))
-        launch.add(grad_unit, lines * 2 * tile * 2 * block_cq)
+        blocks = backward_blocks(TILES[tiles_row], length, cqk, cv)
         path = length if last else length - 1
-        launch.useful_flops = 2 * batch * positions * path * (3 * cqk + 2 * cv)
         grad_size = size if last else 4  # the last axis writes the gradients, the others float32 partials
-        # per line: q, k, v, lse, delta once, dO once per key block; dq, dk, dv written once
-        # (read back from the float32 partials after the first axis)
-        per_line = (length * (2 * cqk + cv) * size + length * 8 + blocks_n * length * cv * size
-                    + length * (2 * cqk + cv) * grad_size)
-        unique = (2 * cqk + 2 * cv) * size + 8 + (2 * cqk + cv) * grad_size
-        if n > 0:
-            per_line += length * (2 * cqk + cv) * 4
-            unique += (2 * cqk + cv) * 4
-        launch.issued_bytes = lines * per_line
-        launch.unique_bytes = batch * positions * unique
-        launches.append(launch)
+        dv, dk, dq = blocks["dv"], blocks["dk"], blocks["dq"]
+        energy_depth = _cdiv(cqk, dv["BLOCK_KQ"]) * dv["BLOCK_KQ"]  # padded channel chunks
+        grad_depth = _cdiv(cv, dk["BLOCK_KV"]) * dk["BLOCK_KV"]
+        for kernel, own, loop, chan, chan_blocks in (
+                ("dv", dv["BLOCK_N"], dv["BLOCK_M"], dv["BLOCK_C"], _cdiv(cv, dv["BLOCK_C"])),
+                ("dk", dk["BLOCK_N"], dk["BLOCK_M"], dk["BLOCK_CQ"], _cdiv(cqk, dk["BLOCK_CQ"])),
+                ("dq", dq["BLOCK_M"], dq["BLOCK_N"], dq["BLOCK_CQ"], _cdiv(cqk, dq["BLOCK_CQ"]))):
+            own_blocks, loop_blocks = _cdiv(length, own), _cdiv(length, loop)
+            launch = Launch(f"backward_{kernel} axis {'HW'[n]}", batch, name, lines * own_blocks * chan_blocks,
+                            dict(blocks[kernel]))
+            tile = launch.programs * 2 * own * loop_blocks * loop  # per unit of product depth
+            # recomputed energies; dV: A^T dO; dK, dQ: dA over the value channels, then dE with q or k
+            launch.add(unit, tile * (energy_depth + (chan if kernel == "dv" else grad_depth)))
+            if kernel != "dv":
+                launch.add(grad_unit, tile * chan)
+            # per line (valid elements): the held side once per program, the looped side once per
+            # loop step (its energy operand) and per program (its other tiles)
+            passes = own_blocks * chan_blocks  # programs per line, each sweeping the line once
+            if kernel == "dv":
+                launch.useful_flops = 2 * batch * positions * path * cv
+                per_line = (chan_blocks * loop_blocks * length * cqk * size  # k, once per query block
+                            + passes * length * (cqk * size + 4)  # q and lse swept
+                            + own_blocks * length * cv * size  # dO, each channel block its own
+                            + length * cv * grad_size)
+                unique, written = (2 * cqk + cv) * size + 4 + cv * grad_size, cv
+            else:
+                launch.useful_flops = 2 * batch * positions * path * (cv + 2 * cqk if kernel == "dk" else cqk)
+                per_line = (chan_blocks * loop_blocks * length * (cqk + cv) * size  # held side, per step
+                            + passes * length * (cqk + cv) * size  # looped side swept
+                            + own_blocks * length * cqk * size  # its q (dK) or k (dQ) channel block
+                            + (passes if kernel == "dk" else chan_blocks) * length * 8  # lse, delta
+                            + length * cqk * grad_size)
+                unique, written = (2 * cqk + 2 * cv) * size + 8 + cqk * grad_size, cqk
+            if n > 0:  # read-modify-write of the float32 partials
+                per_line += length * written * 4
+                unique += written * 4
+            launch.issued_bytes = lines * per_line
+            launch.unique_bytes = batch * positions * unique
+            launches.append(launch)
     return launches
 
 
@@ -245,15 +265,18 @@ def markdown(rows: list[Launch]) -> str:
                 f"| {issued / 1e6:.1f} | {unique / 1e6:.1f} | {executed / issued:.1f} | {bound} "
                 f"| {time * 1e6:.1f} | {time_unique * 1e6:.1f} |")
 
-    for start in range(0, len(rows), 5):  # forward H, forward W, delta, backward H, backward W
-        group = rows[start:start + 5]
+    per_call = 9  # forward H, forward W, delta, backward dV, dK, dQ for H, then for W
+    for start in range(0, len(rows), per_call):
+        group = rows[start:start + per_call]
         batch, dtype = group[0].batch, group[0].dtype
         lines += [line(r.kernel, batch, dtype, str(r.programs), [r]) for r in group]
         lines.append(line("**forward total**", batch, dtype, "", group[:2]))
         lines.append(line("**backward total**", batch, dtype, "", group[2:]))
     lines += ["", "Totals add the launches' times (launches run one after the other); the backward total is "
-              "delta and both axes. The roofline assumes every SM busy: the backward runs one program per line "
-              "(97 per batch item on the H200's 132 SMs), so at batch 1 it cannot reach it. Measured times: "
+              "delta and both axes. The roofline assumes every SM busy; the backward's dK and dQ launches run "
+              "one program per tile of 32 positions of a line (4 per line of 97: 388 per axis at batch 1, "
+              "on the H200's 132 SMs). "
+              "Measured times: "
               "`ccnet bench op block` in `make gpu-check`."]
     return "\n".join(lines) + "\n"
 

@@ -61,7 +61,7 @@ def test_kernels_under_the_interpreter():
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    monkeypatch.setattr(criss_cross_triton, "MAX_BLOCKS", {"m": 16, "n": 16, "c": 16, "cq": 16, "backward_c": 16})
+    monkeypatch.setattr(criss_cross_triton, "MAX_BLOCKS", {"m": 16, "n": 16, "c": 16, "cq": 16})
 
 
 def _inputs(batch, qk, channels, *spatial, dtype=torch.float32, device="cpu", seed=0):
@@ -190,23 +190,23 @@ def test_attention_block_opts_in():
 
 
 @interpreted
-def test_lines_too_long_for_the_backward_are_refused_up_front(monkeypatch):
-    monkeypatch.setattr(criss_cross_triton, "MAX_BACKWARD_LINE", 4)
-    inputs, _ = _inputs(1, 2, 3, 2, 5)
-    with pytest.raises(ValueError, match=r"lines of at most 4 positions, got spatial size \(2, 5\)"):
-        criss_cross_attention(*inputs, backend="triton")
-    with torch.no_grad():  # the forward has no such limit
-        torch.testing.assert_close(criss_cross_attention(*inputs, backend="triton"),
-                                   criss_cross_attention(*inputs, backend="function"), rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_split_backward_tiles_both_axes_and_channel_blocks(small_blocks, dtype):
+    # Blocks of 16: lines of 17 and 20 (two tiles of keys and of queries on each axis), 17 query/key
+    # channels (two dK/dQ channel blocks, each recomputing the energies in two chunks), 18 value
+    # channels (two dV blocks, dA in two chunks).
+    _check_against_reference(*_inputs(1, 17, 18, 17, 20, dtype=dtype))
 
 
 @interpreted
-def test_backward_tiles_beyond_shared_memory_are_refused_up_front(monkeypatch):
-    monkeypatch.setattr(criss_cross_triton, "BACKWARD_TILE", 16 * 16)  # lines of 5 (padded to 16): 16 channels
-    inputs, _ = _inputs(1, 17, 3, 2, 5)
-    with pytest.raises(ValueError, match=r"lines of 5 positions with at most 16 query/key channels, got 17"):
-        criss_cross_attention(*inputs, backend="triton")
-    _check_against_reference(*_inputs(1, 16, 3, 2, 5))  # 16 channels pass
+def test_split_backward_3d_spanning_several_blocks(small_blocks):
+    _check_against_reference(*_inputs(1, 17, 18, 3, 18, 5), three_d=True)
+
+
+@interpreted
+def test_long_lines_and_many_channels_are_differentiated(small_blocks):
+    # No line-length or channel limit: a line of 70 (five tiles) with 65 query/key channels.
+    _check_against_reference(*_inputs(1, 65, 3, 1, 70))
 
 
 @interpreted
@@ -218,15 +218,18 @@ def test_grids_beyond_cuda_limit_are_refused(monkeypatch):
         criss_cross_attention(*inputs, backend="triton")
 
 
-@pytest.mark.parametrize(("spatial", "qk", "refused"), [
-    ((97, 97), 64, None), ((97, 97), 128, None), ((128, 200), 64, None), ((256, 3), 64, None),
-    ((97, 200), 128, "lines of 200 positions with at most 64 query/key channels, got 128"),
-    ((97, 97), 256, "lines of 97 positions with at most 128 query/key channels, got 256"),
-    ((8, 97, 97), 65, None), ((300, 2), 8, "lines of at most 256 positions"),
-])
-def test_backward_limit_names_the_sizes(spatial, qk, refused):
-    got = criss_cross_triton.backward_limit(torch.Size(spatial), qk)
-    assert (got is None) if refused is None else (refused in got), got
+@pytest.mark.parametrize("tiles", sorted(criss_cross_triton.TILES))
+@pytest.mark.parametrize(("length", "qk", "channels"), [(1, 5, 7), (97, 64, 512), (256, 64, 40), (1000, 300, 2048)])
+def test_backward_blocks_are_bounded_powers_of_two(tiles, length, qk, channels):
+    row = criss_cross_triton.TILES[tiles]
+    blocks = criss_cross_triton.backward_blocks(row, length, qk, channels)
+    for sizes in blocks.values():
+        assert all(size >= 16 and size & (size - 1) == 0 for size in sizes.values()), sizes
+    # Each program's tile is bounded whatever the input: rows x loop, channel widths from the table.
+    assert blocks["dv"]["BLOCK_N"] == blocks["dk"]["BLOCK_N"] == blocks["dq"]["BLOCK_M"] <= row["backward_rows"]
+    assert blocks["dv"]["BLOCK_M"] == blocks["dk"]["BLOCK_M"] == blocks["dq"]["BLOCK_N"] <= row["backward_loop"]
+    assert blocks["dv"]["BLOCK_C"] <= row["backward_c"] and blocks["dk"]["BLOCK_KV"] <= row["backward_k"]
+    assert blocks["dq"]["BLOCK_CQ"] <= criss_cross_triton.MAX_BLOCKS["cq"]
 
 
 @pytest.mark.skipif(INTERPRETING, reason="the interpreter runs CPU tensors")
@@ -250,9 +253,10 @@ F32, F16, BF16 = torch.float32, torch.float16, torch.bfloat16
     *[((2, 16, 48, 33, 47), dtype, "nchw") for dtype in (F32, F16, BF16)],
     ((2, 16, 48, 33, 47), BF16, "channels_last"),
     *[((1, 64, 512, 97, 97), dtype, layout) for dtype in (F32, BF16) for layout in ("nchw", "channels_last")],
-    ((1, 64, 40, 256, 3), F32, "nchw"),  # the longest lines the backward takes (blocks of 256)
+    ((1, 64, 40, 256, 3), F32, "nchw"),  # lines of 256: eight tiles of 32
     ((1, 64, 40, 256, 3), BF16, "channels_last"),
     ((2, 5, 7, 1, 30), F16, "nchw"),  # 1 x N
+    ((1, 80, 24, 300, 2), F32, "channels_last"),  # long lines, two query/key channel blocks
     ((2, 8, 24, 5, 9, 11), F16, "nchw"),  # 3D
 ], ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v).removeprefix("torch."))
 def test_compiled_kernels_match_the_dense_reference(shape, dtype, layout):

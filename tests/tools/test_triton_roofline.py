@@ -41,10 +41,16 @@ def test_forward_executed_flops_count_padding_and_recomputation() -> None:
 
 
 def test_backward_and_delta_units_and_bytes() -> None:
-    # bfloat16: the products with the float32 energy gradient (dK, dQ) run in TF32
-    second = roofline.backward(1, 64, 512, (97, 97), BF16)[1]
-    assert set(second.flops) == {"bf16", "tf32"}
-    assert second.flops["tf32"] == 97 * 2 * (7 * 16) * 128 * 2 * 64
+    launches = roofline.backward(1, 64, 512, (97, 97), BF16)
+    assert [r.kernel for r in launches] == [f"backward_{k} axis {a}" for a in "HW" for k in ("dv", "dk", "dq")]
+    # bfloat16, lines of 97: dK holds 32 keys (4 tiles per line) and loops over 4 blocks of 32
+    # queries; its products with the float32 energy gradient run in TF32, energies and dA in bf16
+    dk = launches[4]
+    assert dk.programs == 97 * 4 and set(dk.flops) == {"bf16", "tf32"}
+    assert dk.flops["tf32"] == 97 * 4 * 2 * 32 * (4 * 32) * 64
+    assert dk.flops["bf16"] == 97 * 4 * 2 * 32 * (4 * 32) * (64 + 512)
+    # useful: every gradient product once over the path (energies, dA, dV, dK, dQ)
+    assert sum(r.useful_flops for r in launches) == 2 * 97 * 97 * (97 + 97 - 1) * (3 * 64 + 2 * 512)
     delta = roofline.delta(8, 512, (97, 97), BF16)
     assert delta.issued_bytes == 8 * 97 * 97 * (2 * 512 * 2 + 4)
     assert delta.bound == "memory" and delta.time_s == pytest.approx(delta.issued_bytes / 4.3e12)
@@ -69,7 +75,7 @@ def test_tiling_is_the_launchers(dtype: str) -> None:
     recorded = check.record(check.Workload("cityscapes-769", 8, 64, 512, (97, 97)), dtype, "nchw")
     name = {"float32-highest": "float32 (highest)", "float32-high": "float32 (high)"}.get(dtype, dtype)
     modelled = [r for r in roofline.launches() if r.batch == 8 and r.dtype == name]
-    assert len(recorded) == len(modelled) == 5
+    assert len(recorded) == len(modelled) == 9
     for (_, kernel, grid, _, kwargs), launch in zip(recorded, modelled, strict=True):
         assert kernel.__name__ == f"_{launch.kernel.split(' ')[0]}_kernel"
         assert grid == (launch.programs,), launch.kernel

@@ -185,30 +185,30 @@ def _buffer(like: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.empty_strided(like.shape, like.stride(), dtype=dtype, device=like.device)
 
 
-# The backward holds a whole line of q and dq in one program: longer lines, or lines times
-# query/key channels beyond BACKWARD_TILE (elements of the padded BLOCK_L x BLOCK_CQ tile), would
-# not fit a GPU's shared memory (checked before the forward runs, so the error comes before any
-# work is lost). The forward takes any channel count (query/key channels in chunks).
-MAX_BACKWARD_LINE = 256
-BACKWARD_TILE = 128 * 128
 # CUDA's limit on the first grid dimension (every launch is a one-dimensional grid).
 MAX_PROGRAMS = 2**31 - 1
 # Largest blocks (powers of two, at least 16). Forward: BLOCK_M queries x BLOCK_C value channels
-# per program, keys BLOCK_N at a time, query/key channels BLOCK_CQ at a time (cq). Backward: a
-# whole line of queries per program, keys BLOCK_N at a time, value channels BLOCK_C at a time
-# (backward_c). Tests lower them to 16 to run several blocks per line on small inputs; the table
-# below lowers them further where the compiled kernels would spill registers.
-MAX_BLOCKS = {"m": 64, "n": 32, "c": 256, "cq": 64, "backward_c": 64}
-# Per (dtype, precision): the forward's largest BLOCK_M x BLOCK_C and its warps, the backward's
-# key block (lines of 65-128 positions), value-channel block and warps (lines of 128 or more):
-# the forward's compile without register spills for sm_80 and sm_90; the backward's are the
-# smallest spills found (it holds a whole line of q and dq; scripts/triton_compile_check.py
-# compiles every configuration the model and the benchmarks launch and reports them). "ieee":
-# float32 products in full precision (FMA, no tensor cores: the most registers per product).
+# per program, keys BLOCK_N at a time, query/key channels BLOCK_CQ at a time. Backward: tiles of
+# BLOCK_N keys (dV, dK) or BLOCK_M queries (dQ) per program, the other side of the line BLOCK_M or
+# BLOCK_N at a time, channels BLOCK_C / BLOCK_CQ at a time, within these and the table below. Tests
+# lower them to 16 to run several blocks per line on small inputs.
+MAX_BLOCKS = {"m": 64, "n": 32, "c": 256, "cq": 64}
+# Per (dtype, precision): the forward's largest BLOCK_M x BLOCK_C and its warps; the backward's
+# tile per program ("backward_rows": keys for dV and dK, queries for dQ), the block of the other
+# side of the line it loops over ("backward_loop", the depth of its gradient product), the chunk
+# of channels of the recomputed energies and dA ("backward_k"), dV's value-channel width
+# ("backward_c") and warps. Chosen so that every kernel compiles without register spills and
+# within the shared memory of sm_80 and sm_90 (scripts/triton_compile_check.py compiles every
+# configuration the model and the benchmarks launch and reports them). "ieee": float32 products in
+# full precision (FMA, no tensor cores: every thread holds its rows of both operands over the
+# product's depth, so the depths are small).
 TILES = {
-    "ieee": {"forward_mc": 64 * 64, "forward_warps": 8, "backward_n": 16, "backward_c": 16, "backward_warps": 8},
-    "tf32": {"forward_mc": 64 * 128, "forward_warps": 8, "backward_n": 16, "backward_c": 64, "backward_warps": 8},
-    "half": {"forward_mc": 64 * 128, "forward_warps": 8, "backward_n": 16, "backward_c": 64, "backward_warps": 8},
+    "ieee": {"forward_mc": 64 * 64, "forward_warps": 8, "forward_stages": 2, "backward_rows": 32, "backward_loop": 16,
+             "backward_k": 16, "backward_c": 32, "backward_warps": 8, "backward_stages": 2},
+    "tf32": {"forward_mc": 64 * 128, "forward_warps": 8, "forward_stages": 3, "backward_rows": 32, "backward_loop": 32,
+             "backward_k": 32, "backward_c": 32, "backward_warps": 8, "backward_stages": 2},
+    "half": {"forward_mc": 64 * 128, "forward_warps": 8, "forward_stages": 3, "backward_rows": 32, "backward_loop": 32,
+             "backward_k": 32, "backward_c": 32, "backward_warps": 8, "backward_stages": 2},
 }
 
 
@@ -219,17 +219,24 @@ def _tiles(dtype: torch.dtype) -> dict[str, int]:
     return TILES["ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"]
 
 
-def backward_limit(spatial: torch.Size, qk_channels: int) -> str | None:
-    """Why the backward cannot run at these sizes (one line), or None."""
-    longest = max(spatial[axis] for axis in _axes(spatial))
-    if longest > MAX_BACKWARD_LINE:
-        return (f"backend='triton' differentiates lines of at most {MAX_BACKWARD_LINE} positions, got spatial size "
-                f"{tuple(spatial)}; use backend='function' for this input")
-    most = BACKWARD_TILE // _pow2(longest)
-    if _pow2(qk_channels) > most:
-        return (f"backend='triton' differentiates lines of {longest} positions with at most {most} query/key "
-                f"channels, got {qk_channels}; use backend='function' for this input")
-    return None
+def backward_blocks(tiles: dict[str, int], length: int, qk_channels: int, channels: int) -> dict[str, dict[str, int]]:
+    """Block sizes of the three backward kernels ("dv", "dk", "dq") for lines of ``length``, from a
+    `TILES` row (within `MAX_BLOCKS`)."""
+    rows = min(MAX_BLOCKS["m"], tiles["backward_rows"], _pow2(length))
+    loop = min(MAX_BLOCKS["n"], tiles["backward_loop"], _pow2(length))
+    block_kq = min(MAX_BLOCKS["cq"], tiles["backward_k"], _pow2(qk_channels))
+    block_cq = min(MAX_BLOCKS["cq"], _pow2(qk_channels))
+    block_kv = min(MAX_BLOCKS["c"], tiles["backward_k"], _pow2(channels))
+    block_c = min(MAX_BLOCKS["c"], tiles["backward_c"], _pow2(channels))
+    return {"dv": {"BLOCK_M": loop, "BLOCK_N": rows, "BLOCK_C": block_c, "BLOCK_KQ": block_kq},
+            "dk": {"BLOCK_M": loop, "BLOCK_N": rows, "BLOCK_CQ": block_cq, "BLOCK_KQ": block_kq, "BLOCK_KV": block_kv},
+            "dq": {"BLOCK_M": rows, "BLOCK_N": loop, "BLOCK_CQ": block_cq, "BLOCK_KQ": block_kq, "BLOCK_KV": block_kv}}
+
+
+def _max_registers(num_warps: int) -> int:
+    """Registers per thread that ``num_warps`` warps may use in one program (an SM's 64K, at most
+    255): the backward passes it as ``maxnreg`` since ptxas otherwise stops at 128 and spills."""
+    return min(255, 65536 // (32 * num_warps) - 1)
 
 
 def _check_programs(programs: int, shape: torch.Size) -> int:
@@ -247,7 +254,7 @@ def _launch(kernel, grid: tuple[int, ...], *args: object, **options: object) -> 
     try:
         kernel[grid](*args, **options)
     except OutOfResources:
-        kernel[grid](*args, **options, num_stages=1)
+        kernel[grid](*args, **{**options, "num_stages": 1})
 
 
 def triton_forward(query: Tensor, key: Tensor, value: Tensor, interpret: bool) -> tuple[Tensor, Tensor]:
@@ -282,6 +289,7 @@ def triton_forward(query: Tensor, key: Tensor, value: Tensor, interpret: bool) -
                     BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_CQ=block_cq, BLOCK_C=block_c,
                     CQ_CHUNKS=_cdiv(qk_channels, block_cq),
                     num_warps=4 if block_m * block_c < tiles["forward_mc"] else tiles["forward_warps"],
+                    num_stages=tiles["forward_stages"],
                     **_dot_options(v.dtype, interpret))
     return out, lse[(len(axes) - 1) % 2]
 
@@ -298,7 +306,6 @@ def triton_backward(grad_out: Tensor, query: Tensor, key: Tensor, value: Tensor,
     partials = [t if t.dtype == torch.float32 or len(axes) == 1 else _buffer(t, torch.float32) for t in grads]
     grad_s = [s for t in grads for s in _flat_strides(t)]
     delta = torch.empty((batch, *spatial), dtype=torch.float32, device=v.device)
-    block_cq = _pow2(qk_channels)
     tiles = _tiles(v.dtype)
     with _launch_scope(v):
         block_p, block_c = 64, min(32, _pow2(channels))
@@ -306,19 +313,26 @@ def triton_backward(grad_out: Tensor, query: Tensor, key: Tensor, value: Tensor,
                 o, g, delta, *o_s, *g_s, positions, batch * positions, channels, BLOCK_P=block_p, BLOCK_C=block_c)
         for n, axis in enumerate(axes):
             length, step = _line(torch.Size(spatial), axis)
-            block_l = _pow2(length)  # the whole line
-            block_n = min(MAX_BLOCKS["n"] if block_l <= 64 else tiles["backward_n"] if block_l <= 128 else 16, block_l)
-            block_c = min(MAX_BLOCKS["backward_c"], tiles["backward_c"] if block_l <= 128 else 32, _pow2(channels))
+            blocks = backward_blocks(tiles, length, qk_channels, channels)
+            lines = batch * positions // length
             targets = grads if n == len(axes) - 1 else partials
-            _launch(kernels._backward_kernel, (_check_programs(batch * positions // length, v.shape),),
-                    q, k, v, g, lse, delta,
-                    partials[0], targets[0], partials[1], targets[1], partials[2], targets[2],
-                    *q_s, *k_s, *v_s, *g_s, *grad_s,
-                    positions, length, step, qk_channels, channels,
-                    MASK_CENTRE=axis != len(spatial) - 1, HAS_PREV=n > 0,
-                    BLOCK_L=block_l, BLOCK_N=block_n, BLOCK_CQ=block_cq, BLOCK_C=block_c,
-                    num_warps=tiles["backward_warps"] if block_l >= 128 else 4,
-                    **_dot_options(v.dtype, interpret, grads=True))
+            common = {"MASK_CENTRE": axis != len(spatial) - 1, "HAS_PREV": n > 0,
+                      "num_warps": tiles["backward_warps"], "num_stages": tiles["backward_stages"],
+                      "maxnreg": _max_registers(tiles["backward_warps"])}
+            sizes = (positions, length, step, qk_channels, channels)
+            dv, dk, dq = blocks["dv"], blocks["dk"], blocks["dq"]
+            programs = lines * _cdiv(length, dv["BLOCK_N"]) * _cdiv(channels, dv["BLOCK_C"])
+            _launch(kernels._backward_dv_kernel, (_check_programs(programs, v.shape),),
+                    q, k, g, lse, partials[2], targets[2], *q_s, *k_s, *g_s, *grad_s[6:], *sizes,
+                    **common, **dv, **_dot_options(v.dtype, interpret))
+            programs = lines * _cdiv(length, dk["BLOCK_N"]) * _cdiv(qk_channels, dk["BLOCK_CQ"])
+            _launch(kernels._backward_dk_kernel, (_check_programs(programs, v.shape),),
+                    q, k, v, g, lse, delta, partials[1], targets[1], *q_s, *k_s, *v_s, *g_s, *grad_s[3:6], *sizes,
+                    **common, **dk, **_dot_options(v.dtype, interpret, grads=True))
+            programs = lines * _cdiv(length, dq["BLOCK_M"]) * _cdiv(qk_channels, dq["BLOCK_CQ"])
+            _launch(kernels._backward_dq_kernel, (_check_programs(programs, v.shape),),
+                    q, k, v, g, lse, delta, partials[0], targets[0], *q_s, *k_s, *v_s, *g_s, *grad_s[:3], *sizes,
+                    **common, **dq, **_dot_options(v.dtype, interpret, grads=True))
     return tuple(grads)
 
 
@@ -349,9 +363,6 @@ def criss_cross_triton(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
     gradients at sizes `backward_limit` refuses and for grids beyond CUDA's limit."""
     interpret = _check_usable(value)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)):
-        refusal = backward_limit(value.shape[2:], query.shape[1])
-        if refusal is not None:
-            raise ValueError(refusal)
         return TritonCrissCrossFunction.apply(query, key, value, interpret)
     out, _ = triton_forward(query, key, value, interpret)
     return out

@@ -164,65 +164,137 @@ def _accumulate(prev_ptr, out_ptr, value, batch, pos, pos_ok, chan, chan_ok, str
 
 
 @triton.jit
-def _backward_kernel(
-    q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr,
-    dq_prev_ptr, dq_ptr, dk_prev_ptr, dk_ptr, dv_prev_ptr, dv_ptr,
-    q_sb, q_sp, q_sc, k_sb, k_sp, k_sc, v_sb, v_sp, v_sc, g_sb, g_sp, g_sc,
-    dq_sb, dq_sp, dq_sc, dk_sb, dk_sp, dk_sc, dv_sb, dv_sp, dv_sc,
+def _products(a_ptr, a_sb, a_sp, a_sc, a_pos, a_ok, b_ptr, b_sb, b_sp, b_sc, b_pos, b_ok, batch, CH,
+              BLOCK: tl.constexpr, PRECISION: tl.constexpr, DOT: tl.constexpr):
+    """``A @ B^T`` in float32 for a rows-of-``a`` x rows-of-``b`` tile, summed over the ``CH``
+    channels in chunks of ``BLOCK``: only two operand tiles live at a time, whatever ``CH``."""
+    chan = tl.arange(0, BLOCK)
+    a = _load(a_ptr, batch, a_pos, a_ok, chan, chan < CH, a_sb, a_sp, a_sc)
+    b = _load(b_ptr, batch, b_pos, b_ok, chan, chan < CH, b_sb, b_sp, b_sc)
+    acc = tl.dot(a.to(DOT), tl.trans(b.to(DOT)), input_precision=PRECISION)
+    for first in range(BLOCK, CH, BLOCK):
+        chunk = first + chan
+        a = _load(a_ptr, batch, a_pos, a_ok, chunk, chunk < CH, a_sb, a_sp, a_sc)
+        b = _load(b_ptr, batch, b_pos, b_ok, chunk, chunk < CH, b_sb, b_sp, b_sc)
+        acc += tl.dot(a.to(DOT), tl.trans(b.to(DOT)), input_precision=PRECISION)
+    return acc
+
+
+@triton.jit
+def _backward_tile(line_blocks, chan_blocks, N, L, STEP):
+    """Batch (int64), first position, block along the line and channel block of this program, the
+    channel blocks varying fastest, then the ``line_blocks`` blocks of each line."""
+    pid = tl.program_id(0)
+    chan_block = pid % chan_blocks
+    line_block = (pid // chan_blocks) % line_blocks
+    batch, start = _line_start(pid // (chan_blocks * line_blocks), N, L, STEP)
+    return batch, start, line_block, chan_block
+
+
+@triton.jit
+def _backward_dv_kernel(
+    q_ptr, k_ptr, do_ptr, lse_ptr, dv_prev_ptr, dv_ptr,
+    q_sb, q_sp, q_sc, k_sb, k_sp, k_sc, g_sb, g_sp, g_sc, dv_sb, dv_sp, dv_sc,
     N, L, STEP, CQ, C,
     MASK_CENTRE: tl.constexpr, HAS_PREV: tl.constexpr,
-    BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_CQ: tl.constexpr, BLOCK_C: tl.constexpr,
-    PRECISION: tl.constexpr, DOT: tl.constexpr, GRAD_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_KQ: tl.constexpr,
+    PRECISION: tl.constexpr, DOT: tl.constexpr,
 ):
-    """Gradients along one axis for one whole line (``BLOCK_L >= L`` queries), added to those
-    of the axes before (``HAS_PREV``; the ``*_prev`` buffers are float32 and may alias the
-    outputs).
-
-    For each block of ``BLOCK_N`` keys ``j``: the energies ``E^T`` (keys x queries) are
-    recomputed and turned into attention with the saved log-sum-exp, ``A = exp(E - lse)``; one
-    pass over the value channels gives ``dA^T = V_j dO^T`` and ``dV_j = A^T dO`` (complete: the
-    program holds every query of the line); then ``dE = A * (dA - delta)``,
-    ``dK_j = dE^T Q`` and ``dQ += dE K_j``, stored after the last key block. No atomics: every
-    position's gradient is written by one program per axis.
-    """
-    batch, start = _line_start(tl.program_id(0), N, L, STEP)
-    i = tl.arange(0, BLOCK_L)
-    i_ok = i < L
-    cq = tl.arange(0, BLOCK_CQ)
-    cq_ok = cq < CQ
-    q = _load(q_ptr, batch, start + i * STEP, i_ok, cq, cq_ok, q_sb, q_sp, q_sc)  # (BLOCK_L, BLOCK_CQ)
-    lse = tl.load(lse_ptr + batch * N + start + i * STEP, mask=i_ok, other=0.0)
-    delta = tl.load(delta_ptr + batch * N + start + i * STEP, mask=i_ok, other=0.0)
-    if HAS_PREV:  # start from the axes before: no second line-sized tile live at the end
-        dq = _load(dq_prev_ptr, batch, start + i * STEP, i_ok, cq, cq_ok, dq_sb, dq_sp, dq_sc)
-    else:
-        dq = tl.zeros([BLOCK_L, BLOCK_CQ], tl.float32)
-
-    for first in range(0, L, BLOCK_N):
-        j = first + tl.arange(0, BLOCK_N)
-        j_ok = j < L
-        k = _load(k_ptr, batch, start + j * STEP, j_ok, cq, cq_ok, k_sb, k_sp, k_sc)  # (BLOCK_N, BLOCK_CQ)
-        # E transposed, (BLOCK_N, BLOCK_L): E[i, j] at [j, i]
-        energy_t = tl.dot(k.to(DOT), tl.trans(q.to(DOT)), input_precision=PRECISION)
+    """``dV_j = A^T dO`` along one axis for ``BLOCK_N`` keys ``j`` of one line and ``BLOCK_C``
+    value channels, looping over the line's queries ``BLOCK_M`` at a time: the attention
+    ``A^T = exp(E^T - lse)`` is recomputed from q and k (keys x queries); added to the axes before
+    (``HAS_PREV``)."""
+    batch, start, block_n, block_c = _backward_tile(tl.cdiv(L, BLOCK_N), tl.cdiv(C, BLOCK_C), N, L, STEP)
+    j = block_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    j_ok = j < L
+    c = block_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_ok = c < C
+    acc = tl.zeros([BLOCK_N, BLOCK_C], tl.float32)
+    for first in range(0, L, BLOCK_M):
+        i = first + tl.arange(0, BLOCK_M)
+        i_ok = i < L
+        energy_t = _products(k_ptr, k_sb, k_sp, k_sc, start + j * STEP, j_ok, q_ptr, q_sb, q_sp, q_sc,
+                             start + i * STEP, i_ok, batch, CQ, BLOCK_KQ, PRECISION, DOT)  # (BLOCK_N, BLOCK_M)
+        lse = tl.load(lse_ptr + batch * N + start + i * STEP, mask=i_ok, other=0.0)
         keep = j_ok[:, None] & i_ok[None, :]
         if MASK_CENTRE:
             keep = keep & (j[:, None] != i[None, :])
         attention_t = tl.where(keep, tl.exp(energy_t - lse[None, :]), 0.0)
+        do = _load(do_ptr, batch, start + i * STEP, i_ok, c, c_ok, g_sb, g_sp, g_sc)  # (BLOCK_M, BLOCK_C)
+        acc += tl.dot(attention_t.to(do.dtype).to(DOT), do.to(DOT), input_precision=PRECISION)
+    _accumulate(dv_prev_ptr, dv_ptr, acc, batch, start + j * STEP, j_ok, c, c_ok, dv_sb, dv_sp, dv_sc, HAS_PREV)
 
-        grad_attention_t = tl.zeros([BLOCK_N, BLOCK_L], tl.float32)
-        for c_first in range(0, C, BLOCK_C):
-            c = c_first + tl.arange(0, BLOCK_C)
-            c_ok = c < C
-            v = _load(v_ptr, batch, start + j * STEP, j_ok, c, c_ok, v_sb, v_sp, v_sc)  # (BLOCK_N, BLOCK_C)
-            do = _load(do_ptr, batch, start + i * STEP, i_ok, c, c_ok, g_sb, g_sp, g_sc)  # (BLOCK_L, BLOCK_C)
-            grad_attention_t += tl.dot(v.to(DOT), tl.trans(do.to(DOT)), input_precision=PRECISION)
-            dv = tl.dot(attention_t.to(do.dtype).to(DOT), do.to(DOT), input_precision=PRECISION)
-            _accumulate(dv_prev_ptr, dv_ptr, dv, batch, start + j * STEP, j_ok, c, c_ok, dv_sb, dv_sp, dv_sc,
-                        HAS_PREV)
 
-        grad_energy_t = attention_t * (grad_attention_t - delta[None, :])  # (BLOCK_N, BLOCK_L), float32
-        dk = tl.dot(grad_energy_t, q.to(tl.float32), input_precision=GRAD_PRECISION)
-        _accumulate(dk_prev_ptr, dk_ptr, dk, batch, start + j * STEP, j_ok, cq, cq_ok, dk_sb, dk_sp, dk_sc, HAS_PREV)
-        dq += tl.dot(tl.trans(grad_energy_t), k.to(tl.float32), input_precision=GRAD_PRECISION)
+@triton.jit
+def _backward_dk_kernel(
+    q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_prev_ptr, dk_ptr,
+    q_sb, q_sp, q_sc, k_sb, k_sp, k_sc, v_sb, v_sp, v_sc, g_sb, g_sp, g_sc, dk_sb, dk_sp, dk_sc,
+    N, L, STEP, CQ, C,
+    MASK_CENTRE: tl.constexpr, HAS_PREV: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_CQ: tl.constexpr, BLOCK_KQ: tl.constexpr,
+    BLOCK_KV: tl.constexpr, PRECISION: tl.constexpr, DOT: tl.constexpr, GRAD_PRECISION: tl.constexpr,
+):
+    """``dK_j = dE^T Q`` along one axis for ``BLOCK_N`` keys of one line and ``BLOCK_CQ`` of the
+    query/key channels, looping over the queries ``BLOCK_M`` at a time: ``A^T`` as in the dV
+    kernel, ``dA^T = V_j dO^T`` over the value channels in chunks of ``BLOCK_C``,
+    ``dE^T = A^T (dA^T - delta)`` (float32)."""
+    batch, start, block_n, block_cq = _backward_tile(tl.cdiv(L, BLOCK_N), tl.cdiv(CQ, BLOCK_CQ), N, L, STEP)
+    j = block_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    j_ok = j < L
+    cq = block_cq * BLOCK_CQ + tl.arange(0, BLOCK_CQ)
+    cq_ok = cq < CQ
+    acc = tl.zeros([BLOCK_N, BLOCK_CQ], tl.float32)
+    for first in range(0, L, BLOCK_M):
+        i = first + tl.arange(0, BLOCK_M)
+        i_ok = i < L
+        energy_t = _products(k_ptr, k_sb, k_sp, k_sc, start + j * STEP, j_ok, q_ptr, q_sb, q_sp, q_sc,
+                             start + i * STEP, i_ok, batch, CQ, BLOCK_KQ, PRECISION, DOT)
+        lse = tl.load(lse_ptr + batch * N + start + i * STEP, mask=i_ok, other=0.0)
+        delta = tl.load(delta_ptr + batch * N + start + i * STEP, mask=i_ok, other=0.0)
+        keep = j_ok[:, None] & i_ok[None, :]
+        if MASK_CENTRE:
+            keep = keep & (j[:, None] != i[None, :])
+        attention_t = tl.where(keep, tl.exp(energy_t - lse[None, :]), 0.0)
+        grad_attention_t = _products(v_ptr, v_sb, v_sp, v_sc, start + j * STEP, j_ok, do_ptr, g_sb, g_sp, g_sc,
+                                     start + i * STEP, i_ok, batch, C, BLOCK_KV, PRECISION, DOT)
+        grad_energy_t = attention_t * (grad_attention_t - delta[None, :])  # (BLOCK_N, BLOCK_M), float32
+        q = _load(q_ptr, batch, start + i * STEP, i_ok, cq, cq_ok, q_sb, q_sp, q_sc)  # (BLOCK_M, BLOCK_CQ)
+        acc += tl.dot(grad_energy_t, q.to(tl.float32), input_precision=GRAD_PRECISION)
+    _accumulate(dk_prev_ptr, dk_ptr, acc, batch, start + j * STEP, j_ok, cq, cq_ok, dk_sb, dk_sp, dk_sc, HAS_PREV)
 
-    _accumulate(dq_prev_ptr, dq_ptr, dq, batch, start + i * STEP, i_ok, cq, cq_ok, dq_sb, dq_sp, dq_sc, False)
+
+@triton.jit
+def _backward_dq_kernel(
+    q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_prev_ptr, dq_ptr,
+    q_sb, q_sp, q_sc, k_sb, k_sp, k_sc, v_sb, v_sp, v_sc, g_sb, g_sp, g_sc, dq_sb, dq_sp, dq_sc,
+    N, L, STEP, CQ, C,
+    MASK_CENTRE: tl.constexpr, HAS_PREV: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_CQ: tl.constexpr, BLOCK_KQ: tl.constexpr,
+    BLOCK_KV: tl.constexpr, PRECISION: tl.constexpr, DOT: tl.constexpr, GRAD_PRECISION: tl.constexpr,
+):
+    """``dQ_i = dE K`` along one axis for ``BLOCK_M`` queries of one line and ``BLOCK_CQ`` of the
+    query/key channels, looping over the keys ``BLOCK_N`` at a time: ``A = exp(E - lse)``,
+    ``dA = dO V^T`` over the value channels in chunks of ``BLOCK_C``, ``dE = A (dA - delta)``."""
+    batch, start, block_m, block_cq = _backward_tile(tl.cdiv(L, BLOCK_M), tl.cdiv(CQ, BLOCK_CQ), N, L, STEP)
+    i = block_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    i_ok = i < L
+    cq = block_cq * BLOCK_CQ + tl.arange(0, BLOCK_CQ)
+    cq_ok = cq < CQ
+    lse = tl.load(lse_ptr + batch * N + start + i * STEP, mask=i_ok, other=0.0)
+    delta = tl.load(delta_ptr + batch * N + start + i * STEP, mask=i_ok, other=0.0)
+    acc = tl.zeros([BLOCK_M, BLOCK_CQ], tl.float32)
+    for first in range(0, L, BLOCK_N):
+        j = first + tl.arange(0, BLOCK_N)
+        j_ok = j < L
+        energy = _products(q_ptr, q_sb, q_sp, q_sc, start + i * STEP, i_ok, k_ptr, k_sb, k_sp, k_sc,
+                           start + j * STEP, j_ok, batch, CQ, BLOCK_KQ, PRECISION, DOT)  # (BLOCK_M, BLOCK_N)
+        keep = i_ok[:, None] & j_ok[None, :]
+        if MASK_CENTRE:
+            keep = keep & (i[:, None] != j[None, :])
+        attention = tl.where(keep, tl.exp(energy - lse[:, None]), 0.0)
+        grad_attention = _products(do_ptr, g_sb, g_sp, g_sc, start + i * STEP, i_ok, v_ptr, v_sb, v_sp, v_sc,
+                                   start + j * STEP, j_ok, batch, C, BLOCK_KV, PRECISION, DOT)
+        grad_energy = attention * (grad_attention - delta[:, None])  # (BLOCK_M, BLOCK_N), float32
+        k = _load(k_ptr, batch, start + j * STEP, j_ok, cq, cq_ok, k_sb, k_sp, k_sc)  # (BLOCK_N, BLOCK_CQ)
+        acc += tl.dot(grad_energy, k.to(tl.float32), input_precision=GRAD_PRECISION)
+    _accumulate(dq_prev_ptr, dq_ptr, acc, batch, start + i * STEP, i_ok, cq, cq_ok, dq_sb, dq_sp, dq_sc, HAS_PREV)
