@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ccnet.bench.baselines import mmcv_criss_cross, official_criss_cross
 from ccnet.bench.measure import compare_times, count_flops, matmul_rate, median, peak_memory_bytes
+from ccnet.errors import InputError
 from ccnet.nn import CrissCrossAttention, NonLocal2d
 from ccnet.ops import criss_cross_attention, criss_cross_attention_reference
 from ccnet.ops.criss_cross_triton import triton_available
@@ -52,7 +53,7 @@ def feature_size(name: str) -> tuple[int, int]:
     parts = name.lower().split("x")
     if len(parts) == 2 and all(p.isdigit() and int(p) > 0 for p in parts):
         return int(parts[0]), int(parts[1])
-    raise ValueError(f"unknown feature size {name!r}; choose from {', '.join(FEATURE_SIZES)} or give HxW")
+    raise InputError(f"unknown feature size {name!r}; choose from {', '.join(FEATURE_SIZES)} or give HxW")
 
 
 def attention_flops(batch: int, channels: int, qk_channels: int, height: int, width: int) -> int:

@@ -12,6 +12,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from ccnet.errors import InputError
 from ccnet.files import atomic_write_text
 from ccnet.study.plan import (
     ABLATIONS,
@@ -71,6 +72,6 @@ def with_overrides(settings: StudySettings, seeds: list[int] | None, iterations:
         changes["seeds"] = tuple(dict.fromkeys(seeds))
     if iterations is not None:
         if iterations < 1:
-            raise ValueError(f"--iterations must be >= 1, got {iterations}")
+            raise InputError(f"--iterations must be >= 1, got {iterations}")
         changes["iterations"] = iterations
     return dataclasses.replace(settings, **changes)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ccnet.errors import InputError
 from ccnet.files import atomic_write_text
 from ccnet.study.describe import SCENES, commands_text, key_distances, setting_text, study_config
 from ccnet.study.paper import PAPER, versus
@@ -108,7 +109,7 @@ class Study:
         self.output = Path(output)
         record = read_json(self.output / "study.json")
         if record is None:
-            raise ValueError(f"{self.output}: no study.json; run ccnet reproduce --output {self.output} first")
+            raise InputError(f"{self.output}: no study.json; run ccnet reproduce --output {self.output} first")
         self.record = record
         self.settings = StudySettings(**{**record["settings"], "size": tuple(record["settings"]["size"]),
                                          "seeds": tuple(record["seeds"])})

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ccnet.config import Config, apply_overrides
+from ccnet.errors import InputError
 from ccnet.files import atomic_write_text
 
 
@@ -364,9 +365,9 @@ def write_plan(output: Path, settings: StudySettings) -> dict[str, Any]:
         try:
             stored = json.loads(path.read_text())
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error.msg}); delete it to redo") from None
+            raise InputError(f"{path}: not valid JSON ({error.msg}); delete it to redo") from None
         if stored != json.loads(json.dumps(record)):
-            raise ValueError(f"{path}: this study folder was planned differently; use another --output")
+            raise InputError(f"{path}: this study folder was planned differently; use another --output")
         return stored
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(record, indent=2))
@@ -405,7 +406,7 @@ def select_variants(only: list[str] | tuple[str, ...] | None) -> list[str]:
         elif name in VARIANTS:
             chosen.add(name)
         else:
-            raise ValueError(f"--only {name!r}: not a variant, experiment or ablation; variants: "
+            raise InputError(f"--only {name!r}: not a variant, experiment or ablation; variants: "
                              f"{', '.join(VARIANTS)}; experiments: {', '.join(EXPERIMENTS)}; "
                              f"ablations: {', '.join(ABLATIONS)}")
     return [name for name in VARIANTS if name in chosen]

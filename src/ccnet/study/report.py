@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ccnet.errors import InputError
 from ccnet.files import atomic_write_text
 from ccnet.study.claims import CEILING_IOU, NOT_TESTED, Decision, decide, ratio_verdict
 from ccnet.study.describe import commands_text, key_distances, setting_text, study_config
@@ -50,7 +51,7 @@ def load_study(output: Path) -> tuple[dict[str, Any], dict[str, list[RunResult]]
     """The plan, every planned run (one per variant and planned seed) and the decided comparisons."""
     plan = read_json(output / PLAN_NAME)
     if plan is None:
-        raise ValueError(f"{output / PLAN_NAME}: no plan; run ccnet reproduce --output {output} first")
+        raise InputError(f"{output / PLAN_NAME}: no plan; run ccnet reproduce --output {output} first")
     runs: dict[str, list[RunResult]] = {}
     comparisons: list[PlannedComparison] = []
     for experiment in plan["experiments"]:

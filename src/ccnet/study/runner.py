@@ -31,6 +31,7 @@ import torch
 import yaml
 
 from ccnet.config import Config, config_from_dict, flatten_keys
+from ccnet.errors import InputError
 from ccnet.files import atomic_write_text
 from ccnet.study.plan import StudySettings, run_config
 
@@ -51,7 +52,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}); delete it to redo") from None
+        raise InputError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}); delete it to redo") from None
 
 
 def run_status(path: Path) -> str:
@@ -76,7 +77,7 @@ def check_same_config(path: Path, config: Config) -> None:
     theirs, ours = flatten_keys(stored.to_dict()), flatten_keys(config.to_dict())
     for key, value in ours.items():
         if theirs.get(key) != value:
-            raise ValueError(
+            raise InputError(
                 f"{stored_path}: this run was trained with {key}={theirs.get(key)!r} but the study now asks for "
                 f"{value!r}; use another --output (or delete the folder to retrain it)"
             )
@@ -140,7 +141,7 @@ def write_settings(output: Path, settings: StudySettings, command: str) -> None:
     if stored is not None:
         for key, value in ours.items():
             if stored.get("settings", {}).get(key) != value:
-                raise ValueError(f"{path}: this study was made with {key}={stored['settings'].get(key)!r}, "
+                raise InputError(f"{path}: this study was made with {key}={stored['settings'].get(key)!r}, "
                                  f"not {value!r}; use another --output")
     seeds = sorted(set(stored.get("seeds", []) if stored else []) | set(settings.seeds))
     # every command that trained into the folder (a study may be split over several, e.g. by --only)
