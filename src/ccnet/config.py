@@ -11,6 +11,7 @@ import dataclasses
 import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -364,7 +365,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         try:
-            _apply(config, values)
+            _apply(config, migrate_keys(values, str(path)))
         except ConfigError as error:
             raise ConfigError(f"{path}: {error}") from None
     return apply_overrides(config, overrides)
@@ -378,10 +379,60 @@ def apply_overrides(config: Config, overrides: list[str] | tuple[str, ...]) -> C
     return config
 
 
-def config_from_dict(values: dict[str, Any]) -> Config:
-    """Rebuild a `Config` from `Config.to_dict` output (e.g. stored in a checkpoint)."""
+# Config keys renamed or removed since configs were first stored in checkpoints and model folders:
+# ``"old.key": "new.key"``, or ``"old.key": None`` when the setting is gone. Stored configs and
+# config files are read strictly, so without an entry here a rename would make every existing
+# checkpoint fail evaluate, predict and --resume. `migrate_keys` applies it, with a warning.
+RENAMED_KEYS: dict[str, str | None] = {}
+
+
+def migrate_keys(values: dict[str, Any], source: str = "stored config") -> dict[str, Any]:
+    """``values`` (nested, as `Config.to_dict` writes them) with `RENAMED_KEYS` applied: a renamed
+    key's value moves to its new key (unless that is set too), a removed key is dropped; each
+    one is named in a warning. ``values`` itself is not changed."""
+    migrated = _copy_sections(values)
+    for old, new in RENAMED_KEYS.items():
+        found, value = _pop_key(migrated, old)
+        if not found:
+            continue
+        if new is None:
+            warnings.warn(f"{source}: config key {old!r} no longer exists; its value {value!r} is ignored",
+                          UserWarning, stacklevel=2)
+            continue
+        warnings.warn(f"{source}: config key {old!r} is now {new!r}; read as {new}={value!r}",
+                      UserWarning, stacklevel=2)
+        section, name = _section_of(migrated, new)
+        section.setdefault(name, value)
+    return migrated
+
+
+def _copy_sections(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _copy_sections(v) if isinstance(v, dict) else v for k, v in values.items()}
+
+
+def _pop_key(values: dict[str, Any], dotted: str) -> tuple[bool, Any]:
+    *sections, name = dotted.split(".")
+    for section in sections:
+        values = values.get(section)  # type: ignore[assignment]
+        if not isinstance(values, dict):
+            return False, None
+    if name not in values:
+        return False, None
+    return True, values.pop(name)
+
+
+def _section_of(values: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str]:
+    *sections, name = dotted.split(".")
+    for section in sections:
+        values = values.setdefault(section, {})
+    return values, name
+
+
+def config_from_dict(values: dict[str, Any], source: str = "stored config") -> Config:
+    """Rebuild a `Config` from `Config.to_dict` output (e.g. stored in a checkpoint), its keys
+    first migrated (`migrate_keys`)."""
     config = Config()
-    _apply(config, values)
+    _apply(config, migrate_keys(values, source))
     _check_bounds(config)
     return config
 

@@ -6,7 +6,6 @@ import torch
 from ccnet.cli import main
 from ccnet.config import Config
 from ccnet.data.synthetic import SYNTHETIC_INFO
-from ccnet.engine.trainer import info_to_dict
 from ccnet.files import atomic_save
 
 
@@ -17,7 +16,7 @@ def test_explore_names_a_mask_rcnn_checkpoint(tmp_path, capsys):
     path = tmp_path / "latest.pt"
     # What the refusal reads is the stored task; the weights would be a Mask R-CNN's.
     atomic_save({"format": 1, "iteration": 0, "model": {"backbone.body.conv1.weight": torch.zeros(1)},
-                 "config": config.to_dict(), "info": info_to_dict(SYNTHETIC_INFO)}, path)
+                 "config": config.to_dict(), "info": SYNTHETIC_INFO.to_dict()}, path)
     assert main(["explore", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1

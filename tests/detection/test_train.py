@@ -116,14 +116,13 @@ def test_a_mask_rcnn_checkpoint_is_named_by_the_segmentation_only_commands(tiny_
     from ccnet.cli.common import model_from_checkpoint
     from ccnet.detection.data import CocoInstances
     from ccnet.detection.model import mask_rcnn_from_config
-    from ccnet.engine.trainer import info_to_dict
     from ccnet.files import atomic_save
 
     config = load_config(None, _config(tiny_coco))
     info = CocoInstances.from_root(tiny_coco, "val").info
     path = tmp_path / "latest.pt"
     atomic_save({"format": 1, "iteration": 0, "model": mask_rcnn_from_config(config, info.num_classes).state_dict(),
-                 "config": config.to_dict(), "info": info_to_dict(info)}, path)
+                 "config": config.to_dict(), "info": info.to_dict()}, path)
     expected = (f"{path}: this is a Mask R-CNN checkpoint (task: detection); this command takes a segmentation "
                 f"model: use ccnet predict --checkpoint {path} (drawn detections) or ccnet evaluate --checkpoint "
                 f"{path} (COCOeval) for it")

@@ -85,8 +85,7 @@ def model_from_checkpoint(path: str, items: Sequence[str]):
     describe the same model; overrides apply on top. A Mask R-CNN checkpoint is refused by name
     (``visualize-attention``, ``explore`` and ``export`` load through here)."""
     from ccnet.engine.build import build_model
-    from ccnet.engine.checkpoint import load_checkpoint
-    from ccnet.engine.trainer import check_compatible, checkpoint_config, load_checkpoint_weights
+    from ccnet.engine.checkpoint import check_compatible, checkpoint_config, load_checkpoint, load_checkpoint_weights
 
     if Path(path).is_dir():
         return model_from_folder(path, items)

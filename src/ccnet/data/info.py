@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,26 @@ class DatasetInfo:
         for a, b in self.flip_pairs:
             if not (0 <= a < self.num_classes and 0 <= b < self.num_classes):
                 raise ValueError(f"{self.name}: flip pair ({a}, {b}) outside 0..{self.num_classes - 1}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists and values (what a checkpoint stores; `from_dict` reads it back)."""
+        return {
+            "name": self.name,
+            "class_names": list(self.class_names),
+            "palette": [list(c) for c in self.palette],
+            "ignore_index": self.ignore_index,
+            "flip_pairs": [list(p) for p in self.flip_pairs],
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DatasetInfo:
+        return cls(
+            values["name"],
+            tuple(values["class_names"]),
+            tuple(tuple(c) for c in values["palette"]),
+            values["ignore_index"],
+            tuple(tuple(p) for p in values["flip_pairs"]),
+        )
 
     @property
     def num_classes(self) -> int:

@@ -15,8 +15,7 @@ from ccnet.config import Config, load_config
 from ccnet.data.info import DatasetInfo
 from ccnet.detection.model import mask_rcnn_from_config
 from ccnet.detection.trainer import DetectionTrainer, check_detection_compatible
-from ccnet.engine.checkpoint import load_checkpoint
-from ccnet.engine.trainer import checkpoint_config, load_checkpoint_weights
+from ccnet.engine.checkpoint import checkpoint_config, load_checkpoint, load_checkpoint_weights
 from ccnet.errors import CheckpointError, ConfigError
 
 __all__ = ["DetectionTrainer", "evaluate", "model_from_checkpoint", "predict"]

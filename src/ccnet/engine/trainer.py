@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,10 +25,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ccnet.config import Config, ConfigError, apply_overrides, config_from_dict, flatten_keys, load_config
+from ccnet.config import Config, ConfigError, config_from_dict, flatten_keys
 from ccnet.data.info import DatasetInfo
 from ccnet.engine.build import build_criterion, build_model, build_train_dataset, build_val_dataset, infer_kwargs
-from ccnet.engine.checkpoint import load_checkpoint, rng_state, set_rng_state
+from ccnet.engine.checkpoint import (
+    FORMAT_VERSION,
+    check_compatible,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+)
 from ccnet.engine.distributed import DistContext, all_reduce_mean, barrier, init_distributed
 from ccnet.engine.evaluate import evaluate
 from ccnet.engine.inference import infer
@@ -77,43 +82,6 @@ def parameter_groups(model: nn.Module, lr: float, head_lr_mult: float) -> list[d
     ]
 
 
-def info_to_dict(info: DatasetInfo) -> dict[str, Any]:
-    return {
-        "name": info.name,
-        "class_names": list(info.class_names),
-        "palette": [list(c) for c in info.palette],
-        "ignore_index": info.ignore_index,
-        "flip_pairs": [list(p) for p in info.flip_pairs],
-    }
-
-
-def info_from_dict(values: dict[str, Any]) -> DatasetInfo:
-    return DatasetInfo(
-        values["name"],
-        tuple(values["class_names"]),
-        tuple(tuple(c) for c in values["palette"]),
-        values["ignore_index"],
-        tuple(tuple(p) for p in values["flip_pairs"]),
-    )
-
-
-def check_compatible(checkpoint: dict[str, Any], config: Config, path: str | Path) -> None:
-    """A checkpoint can only continue (or be evaluated as) the model it was trained as."""
-    stored = config_from_dict(checkpoint["config"]) if "config" in checkpoint else None
-    if stored is None:
-        return
-    for section in ("model",):
-        theirs, ours = getattr(stored, section).__dict__, getattr(config, section).__dict__
-        for key in ours:
-            if theirs[key] != ours[key]:
-                raise ConfigError(
-                    f"{path}: checkpoint was trained with {section}.{key}={theirs[key]!r} "
-                    f"but the config has {ours[key]!r}"
-                )
-    if stored.loss.consistency != config.loss.consistency:
-        raise ConfigError(f"{path}: checkpoint has loss.consistency={stored.loss.consistency}, config differs")
-
-
 # What a run writes into its folder: ``overwrite`` deletes exactly these, nothing of the user's.
 RUN_FILES = ("checkpoints", "model", "predictions", "tensorboard", "config.yaml", "log.jsonl", "metrics.json")
 # Any of these means the folder holds a run (started or finished) that a fresh start would destroy.
@@ -159,30 +127,6 @@ def check_same_classes(model_info: DatasetInfo, dataset_info: DatasetInfo, path:
             f"({_class_list(dataset_info)}); use the data it was trained on (its own config is the default: "
             f"drop the data.* overrides, or give that dataset's config and data.root)"
         )
-
-
-def checkpoint_config(checkpoint: dict[str, Any], path: str, config_path: str | None, overrides: Sequence[str], *,
-                      check: Callable[[dict[str, Any], Any, str], None]):
-    """The config to use a training checkpoint with (a config file, which ``check`` verifies
-    describes the checkpoint's model, else the checkpoint's own; overrides on top) and the
-    checkpoint's dataset info (class names)."""
-    if config_path is not None:
-        config = load_config(config_path, overrides)
-    elif "config" in checkpoint:
-        config = apply_overrides(config_from_dict(checkpoint["config"]), overrides)
-    else:
-        raise CheckpointError(f"{path}: checkpoint stores no config; give the config file too")
-    check(checkpoint, config, path)
-    if "info" not in checkpoint:
-        raise CheckpointError(f"{path}: checkpoint stores no class names ('info'); it was not written by ccnet train")
-    return config, info_from_dict(checkpoint["info"])
-
-
-def load_checkpoint_weights(model: nn.Module, checkpoint: dict[str, Any], path: str) -> None:
-    missing, unexpected = model.load_state_dict(checkpoint["model"], strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not fit the model: missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]}")
 
 
 def _head_name(config: Config) -> str:
@@ -384,7 +328,7 @@ class Trainer:
         checkpoint = load_checkpoint(path, map_location=self.ctx.device)
         self._check_compatible(checkpoint, path)
         if "info" in checkpoint:
-            check_same_classes(info_from_dict(checkpoint["info"]), self.info, path)
+            check_same_classes(DatasetInfo.from_dict(checkpoint["info"]), self.info, path)
         for key in ("optimizer", "scheduler", "scaler", "iteration", "rng"):
             if key not in checkpoint:
                 raise CheckpointError(f"{path}: not a training checkpoint (no {key!r} entry); cannot resume from it")
@@ -442,7 +386,7 @@ class Trainer:
         if self.ctx.is_main:
             atomic_save(
                 {
-                    "format": 1,
+                    "format": FORMAT_VERSION,
                     "iteration": iteration,
                     "model": self.model.state_dict(),
                     "optimizer": self.optimizer.state_dict(),
@@ -450,7 +394,7 @@ class Trainer:
                     "scaler": self.scaler.state_dict(),
                     "rng": states,
                     "config": self.config.to_dict(),
-                    "info": info_to_dict(self.info),
+                    "info": self.info.to_dict(),
                     "history": self.history,
                 },
                 self.checkpoint_path,
