@@ -27,6 +27,7 @@ from ccnet.data.io import DatasetError
 from ccnet.data.prepare import refuse_to_replace
 from ccnet.data.synthetic import LOCAL_OBJECT_MIN_SIDE, SYNTHETIC_INFO, SyntheticContextDataset, _ellipse_mask
 from ccnet.detection.data import annotation_file
+from ccnet.errors import InputError
 from ccnet.files import atomic_write_text
 
 __all__ = ["CATEGORIES", "DESCRIPTION", "instances_of", "min_image_side", "write_synthetic_coco"]
@@ -100,11 +101,11 @@ def write_synthetic_coco(root: str | Path, splits: dict[str, int], *, size: tupl
     root = Path(root)
     smallest = min_image_side(min_area)
     if min(size) < smallest:
-        raise ValueError(f"image size {size[0]}x{size[1]}: the synthetic COCO task needs at least {smallest} pixels "
+        raise InputError(f"image size {size[0]}x{size[1]}: the synthetic COCO task needs at least {smallest} pixels "
                          f"a side (its smallest objects must keep {min_area} pixels to be instances)")
     for split, num_images in splits.items():
         if num_images < 1:
-            raise ValueError(f"split {split!r}: needs at least 1 image, got {num_images}")
+            raise InputError(f"split {split!r}: needs at least 1 image, got {num_images}")
     scenes_of = {split: SyntheticContextDataset(split, num_samples=num_images, size=size, seed=seed,
                                                 key_label="ignore", aligned_prob=aligned_prob)
                  for split, num_images in splits.items()}
